@@ -1,0 +1,224 @@
+//! What plugin code gets to call back into the host, and the call chain that lets
+//! the host refuse a re-entrant call instead of deadlocking.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use plugin_api::LogLevel;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The plugins currently executing on one logical call path, outermost first.
+/// `greeter.initialize -> hello.call` is the chain `[greeter, hello]`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CallChain(Arc<[String]>);
+
+impl CallChain {
+    /// The chain extended by `plugin`, or [`Error::ReentrantCall`] if `plugin`
+    /// is already on it (entering it again would wait on itself).
+    pub fn enter(&self, plugin: &str) -> Result<CallChain> {
+        if self.0.iter().any(|p| p == plugin) {
+            return Err(Error::ReentrantCall {
+                plugin: plugin.to_owned(),
+                chain: format!("{self} -> {plugin}"),
+            });
+        }
+        let mut next: Vec<String> = self.0.to_vec();
+        next.push(plugin.to_owned());
+        Ok(CallChain(next.into()))
+    }
+
+    /// The plugins on the chain, outermost first.
+    pub fn plugins(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for CallChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" -> "))
+    }
+}
+
+impl fmt::Debug for CallChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallChain[{self}]")
+    }
+}
+
+/// What the host offers to plugin code. Implemented by the plugin manager.
+#[async_trait]
+pub trait HostServices: Send + Sync + 'static {
+    /// The host application's name.
+    fn host_name(&self) -> String;
+    /// The host application's version.
+    fn host_version(&self) -> String;
+    /// The JSON configuration for `plugin` (`Value::Null` when none).
+    fn config_for(&self, plugin: &str) -> Value;
+    /// The lifecycle state of `plugin` in lower case, if registered.
+    fn status_of(&self, plugin: &str) -> Option<String>;
+    /// Calls `method` on `target` on behalf of the plugins on `chain`.
+    async fn call_from(
+        &self,
+        chain: CallChain,
+        target: &str,
+        method: &str,
+        args: Value,
+    ) -> Result<Value>;
+}
+
+/// The handle plugin code uses to reach the host: who is calling (the chain) and a
+/// weak reference to the host, so a plugin holding it never keeps the host alive.
+#[derive(Clone)]
+pub struct PluginContext {
+    plugin: String,
+    chain: CallChain,
+    host: Weak<dyn HostServices>,
+}
+
+impl PluginContext {
+    /// A context for code of `plugin` running on `chain` (which ends with `plugin`).
+    pub fn new(plugin: &str, chain: CallChain, host: Weak<dyn HostServices>) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            chain,
+            host,
+        }
+    }
+
+    /// A context with no host behind it: every callback fails with a clear error.
+    /// For driving a plugin outside a manager (tests, tools).
+    pub fn detached(plugin: &str) -> Self {
+        let host: Weak<dyn HostServices> = Weak::<Detached>::new();
+        Self::new(
+            plugin,
+            CallChain::default().enter(plugin).unwrap_or_default(),
+            host,
+        )
+    }
+
+    /// The plugin this context belongs to.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The call chain ending with this plugin.
+    pub fn chain(&self) -> &CallChain {
+        &self.chain
+    }
+
+    pub(crate) fn host_weak(&self) -> Weak<dyn HostServices> {
+        self.host.clone()
+    }
+
+    fn host(&self) -> Result<Arc<dyn HostServices>> {
+        self.host.upgrade().ok_or_else(|| Error::NotActive {
+            plugin: self.plugin.clone(),
+            state: "detached from its host (the manager was dropped)".to_owned(),
+        })
+    }
+
+    /// Logs through the host's `tracing`, with the plugin's name as a field.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        let plugin = self.plugin.as_str();
+        match level {
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+        }
+    }
+
+    /// The host's name (empty when detached).
+    pub fn host_name(&self) -> String {
+        self.host().map(|h| h.host_name()).unwrap_or_default()
+    }
+
+    /// The host's version (empty when detached).
+    pub fn host_version(&self) -> String {
+        self.host().map(|h| h.host_version()).unwrap_or_default()
+    }
+
+    /// This plugin's configuration.
+    pub fn config(&self) -> Value {
+        self.host()
+            .map(|h| h.config_for(&self.plugin))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Another plugin's lifecycle state, in lower case.
+    pub fn status_of(&self, plugin: &str) -> Option<String> {
+        self.host().ok()?.status_of(plugin)
+    }
+
+    /// Calls `method` on `target` through the host. Refused with
+    /// [`Error::ReentrantCall`] if `target` is already on this call chain.
+    pub async fn call(&self, target: &str, method: &str, args: Value) -> Result<Value> {
+        self.chain.enter(target)?;
+        let host = self.host()?;
+        host.call_from(self.chain.clone(), target, method, args)
+            .await
+    }
+}
+
+impl fmt::Debug for PluginContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginContext")
+            .field("plugin", &self.plugin)
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Never instantiated; only gives [`PluginContext::detached`] a type for its empty `Weak`.
+struct Detached;
+
+#[async_trait]
+impl HostServices for Detached {
+    fn host_name(&self) -> String {
+        String::new()
+    }
+    fn host_version(&self) -> String {
+        String::new()
+    }
+    fn config_for(&self, _: &str) -> Value {
+        Value::Null
+    }
+    fn status_of(&self, _: &str) -> Option<String> {
+        None
+    }
+    async fn call_from(&self, _: CallChain, target: &str, _: &str, _: Value) -> Result<Value> {
+        Err(Error::NotFoundByName(target.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_refuses_reentry() {
+        let chain = CallChain::default().enter("a").unwrap().enter("b").unwrap();
+        assert_eq!(chain.to_string(), "a -> b");
+        let err = chain.enter("a").unwrap_err();
+        assert_eq!(
+            err,
+            Error::ReentrantCall {
+                plugin: "a".into(),
+                chain: "a -> b -> a".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn detached_context_fails_cleanly() {
+        let ctx = PluginContext::detached("x");
+        assert_eq!(ctx.chain().plugins(), ["x".to_owned()]);
+        let err = ctx.call("y", "m", Value::Null).await.unwrap_err();
+        assert!(matches!(err, Error::NotActive { .. }), "{err}");
+        assert_eq!(ctx.status_of("y"), None);
+    }
+}

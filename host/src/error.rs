@@ -1,0 +1,340 @@
+//! The host's error type: one enum, precise variants, lowercase messages that name
+//! the plugin or file, the cause and, where known, the fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the host.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- discovery and loading -----
+    /// A plugin directory could not be read.
+    #[error("cannot read plugin directory {}: {reason}", path.display())]
+    DirUnreadable {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+
+    /// The dynamic loader could not open the file.
+    #[error("cannot open plugin library {}: {reason}", path.display())]
+    OpenFailed {
+        /// The library file.
+        path: PathBuf,
+        /// The loader's reason (e.g. "invalid ELF header").
+        reason: String,
+    },
+
+    /// The file is a shared library but does not export a plugin-api root module.
+    #[error(
+        "{} is not a plugin: it does not export the plugin-api root module \
+         (a plugin calls `plugin_api::export_plugin!(MyPlugin)`)",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The library file.
+        path: PathBuf,
+    },
+
+    /// The plugin's types do not match this host's interface layout.
+    #[error(
+        "{} has an incompatible plugin-api layout: {summary}; \
+         rebuild the plugin against plugin-api {host_interface}",
+        path.display()
+    )]
+    AbiMismatch {
+        /// The library file.
+        path: PathBuf,
+        /// A few lines saying which type or field differs.
+        summary: String,
+        /// The plugin-api version this host was built with.
+        host_interface: String,
+    },
+
+    /// The plugin was built against a plugin-api major version this host does not speak.
+    #[error(
+        "{} was built against plugin-api {found}, but this host speaks plugin-api {expected}; \
+         rebuild the plugin against plugin-api {expected}",
+        path.display()
+    )]
+    InterfaceVersionMismatch {
+        /// The library file.
+        path: PathBuf,
+        /// The host's plugin-api version.
+        expected: String,
+        /// The plugin's plugin-api version.
+        found: String,
+    },
+
+    /// The plugin's metadata is unusable (bad semver, empty name, ...).
+    #[error("{} has invalid metadata: {reason}", path.display())]
+    InvalidMetadata {
+        /// The library file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    // ----- running plugin code -----
+    /// The plugin's `initialize` returned an error.
+    #[error("plugin `{plugin}` failed to initialize: {reason}")]
+    InitFailed {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's error message.
+        reason: String,
+    },
+
+    /// Plugin code panicked; the panic was caught.
+    #[error("plugin `{plugin}` panicked in {operation}: {message}")]
+    PluginPanicked {
+        /// Plugin name.
+        plugin: String,
+        /// Which entry point (`initialize`, `call(greet)`, ...).
+        operation: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A plugin operation other than initialize returned an error.
+    #[error("plugin `{plugin}`: {operation} failed: {reason}")]
+    PluginFailed {
+        /// Plugin name.
+        plugin: String,
+        /// Which entry point.
+        operation: String,
+        /// The plugin's error message.
+        reason: String,
+    },
+
+    /// `initialize` did not finish within its deadline.
+    #[error(
+        "plugin `{plugin}` did not finish initializing within {after:?}; it is marked failed \
+         (raise the init timeout if it is just slow)"
+    )]
+    InitTimeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
+    /// `shutdown` did not finish within its deadline.
+    #[error("plugin `{plugin}` did not shut down within {after:?}; it is marked failed")]
+    ShutdownTimeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
+    // ----- registry and lifecycle -----
+    /// No plugin with this id is registered.
+    #[error("no plugin with id {0} is registered")]
+    NotFound(Uuid),
+
+    /// No plugin with this name is registered.
+    #[error("no plugin named `{0}` is registered")]
+    NotFoundByName(String),
+
+    /// Two registrations claim the same plugin name.
+    #[error(
+        "plugin name `{name}` is claimed twice: by {first} and by {second}; remove one of them"
+    )]
+    DuplicateName {
+        /// The contested name.
+        name: String,
+        /// Where the first registration came from.
+        first: String,
+        /// Where the second one came from.
+        second: String,
+    },
+
+    /// The requested lifecycle transition is not allowed from the current state.
+    #[error("plugin `{plugin}` cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// Plugin name.
+        plugin: String,
+        /// Current state.
+        from: String,
+        /// Requested state.
+        to: String,
+    },
+
+    /// A plugin is not active, so it cannot be called.
+    #[error("plugin `{plugin}` is not active (it is {state})")]
+    NotActive {
+        /// Plugin name.
+        plugin: String,
+        /// Its current state.
+        state: String,
+    },
+
+    /// A call would re-enter a plugin already running on this call chain.
+    #[error("call into `{plugin}` refused: it would re-enter a plugin already on the call chain ({chain})")]
+    ReentrantCall {
+        /// The plugin that would be re-entered.
+        plugin: String,
+        /// The chain of plugins, outermost first.
+        chain: String,
+    },
+
+    // ----- dependencies -----
+    /// A required dependency is not registered.
+    #[error("plugin `{plugin}` requires `{dependency}` {requirement}, which is not installed")]
+    MissingDependency {
+        /// The dependent plugin.
+        plugin: String,
+        /// The missing dependency.
+        dependency: String,
+        /// The semver requirement.
+        requirement: String,
+    },
+
+    /// A dependency is installed with a version that does not satisfy the requirement.
+    #[error("plugin `{plugin}` requires `{dependency}` {requirement}, found {found}")]
+    VersionConflict {
+        /// The dependent plugin.
+        plugin: String,
+        /// The dependency.
+        dependency: String,
+        /// The semver requirement.
+        requirement: String,
+        /// The installed version.
+        found: String,
+    },
+
+    /// Plugins depend on each other in a cycle.
+    #[error("dependency cycle: {}", cycle.join(" -> "))]
+    DependencyCycle {
+        /// The plugins of the cycle, first repeated at the end (`[a, b, a]`).
+        cycle: Vec<String>,
+    },
+
+    /// A dependency failed to start, so the dependent was not started.
+    #[error("plugin `{plugin}` was not started because its dependency `{dependency}` failed")]
+    DependencyFailed {
+        /// The dependent plugin.
+        plugin: String,
+        /// The dependency that failed.
+        dependency: String,
+    },
+
+    /// A required dependency is registered but not active.
+    #[error(
+        "plugin `{plugin}` cannot start: its dependency `{dependency}` is {state}, not active"
+    )]
+    DependencyNotActive {
+        /// The dependent plugin.
+        plugin: String,
+        /// The dependency.
+        dependency: String,
+        /// The dependency's state.
+        state: String,
+    },
+
+    /// Unloading a plugin that active plugins depend on.
+    #[error(
+        "plugin `{plugin}` is in use by {}; unload them first or unload with cascade",
+        dependents.join(", ")
+    )]
+    InUse {
+        /// The plugin to unload.
+        plugin: String,
+        /// Active plugins that depend on it.
+        dependents: Vec<String>,
+    },
+
+    // ----- state persistence -----
+    /// A plugin name cannot be turned into a safe state-file name.
+    #[error("plugin name {name:?} cannot name a state file: {reason}")]
+    InvalidStateName {
+        /// The offending name.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// Reading or writing a state file failed.
+    #[error("state {operation} failed for {}: {reason}", path.display())]
+    StateIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done (`write`, `fsync`, `rename`, ...).
+        operation: String,
+        /// The OS error.
+        reason: String,
+    },
+
+    /// A state file was corrupt and was moved aside.
+    #[error("state file {} is corrupt ({reason}); moved to {}", path.display(), moved_to.display())]
+    StateCorrupt {
+        /// The corrupt file's original path.
+        path: PathBuf,
+        /// Where its bytes are now.
+        moved_to: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// Another host process holds the state directory.
+    #[error("state directory {} is in use by another host (pid {holder}); stop it or use another --state-dir", path.display())]
+    StateDirLocked {
+        /// The state directory.
+        path: PathBuf,
+        /// The pid recorded by the holder.
+        holder: String,
+    },
+
+    // ----- safety checks -----
+    /// The preflight probe found the library unsafe to open in the host.
+    #[error("{} is quarantined: {reason}", path.display())]
+    Quarantined {
+        /// The library file.
+        path: PathBuf,
+        /// What the probe saw (signal, timeout, garbage, ...).
+        reason: String,
+    },
+
+    /// The library's hash is not the one in the allowlist.
+    #[error("{} does not match the allowlist: expected sha256 {expected}, found {found}", path.display())]
+    IntegrityMismatch {
+        /// The library file.
+        path: PathBuf,
+        /// The listed hash (or "not listed").
+        expected: String,
+        /// The file's hash.
+        found: String,
+    },
+
+    /// A plugin file or directory is writable by others or owned by another user.
+    #[error("{} has insecure permissions (mode {mode:o}, owner uid {owner}); make it writable only by its owner", path.display())]
+    InsecurePermissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner's uid.
+        owner: u32,
+    },
+
+    /// The file cannot be a plugin (not a regular file, too large, symlink escaping the dir).
+    #[error("{} is refused: {reason}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// Configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,269 @@
+//! Native plugins behind the host-side [`Plugin`] trait.
+//!
+//! Every call into library code runs on tokio's blocking pool. Inside the
+//! library the plugin may call back into the host ([`plugin_api::HostApi`]);
+//! those callbacks run synchronously on that same blocking thread and use
+//! `Handle::block_on` to reach the async manager, which is allowed on blocking
+//! threads (never on async workers: library code never runs there).
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use plugin_api::{
+    abi_stable::std_types::{ROption, RResult, RStr, RString},
+    ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
+};
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use crate::context::{CallChain, PluginContext};
+use crate::info::PluginInfo;
+use crate::loader::LoadedLibrary;
+use crate::plugin::Plugin;
+
+/// How long a call waits for the instance lock before giving up. The lock is
+/// only contended when plugin code is already running for this plugin (its
+/// lifecycle serializes the rest), so a long wait means that code is stuck.
+const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// The call chain of the plugin code running on this (blocking-pool) thread,
+    /// so a host callback made from it knows who is calling.
+    static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
+}
+
+/// A plugin living in a native library.
+pub struct FfiPlugin {
+    info: PluginInfo,
+    /// The instance, created on first initialize and dropped after shutdown.
+    ///
+    /// Guards: the library-side plugin object. Locked only on blocking-pool
+    /// threads, around one call into plugin code; never held across `.await`
+    /// (it is a `parking_lot` lock and only taken inside `spawn_blocking`).
+    /// Re-entrant calls into the same plugin are refused by the call chain
+    /// before they reach this lock.
+    instance: Arc<Mutex<Option<PluginInstanceBox>>>,
+    library: LoadedLibrary,
+}
+
+impl FfiPlugin {
+    /// Wraps a library opened by the loader.
+    pub fn new(library: LoadedLibrary) -> Self {
+        Self {
+            info: library.info.clone(),
+            instance: Arc::new(Mutex::new(None)),
+            library,
+        }
+    }
+
+    /// Runs `f` against the instance on the blocking pool, with `chain` recorded
+    /// for host callbacks. `create` makes the instance if there is none yet.
+    async fn with_instance<T: Send + 'static>(
+        &self,
+        operation: &str,
+        chain: Option<CallChain>,
+        create: bool,
+        f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let instance = Arc::clone(&self.instance);
+        let module = self.library.module;
+        let name = self.info.name.clone();
+        let operation = operation.to_owned();
+        let joined = tokio::task::spawn_blocking(move || {
+            let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) else {
+                return Err(PluginError::failed(format!(
+                    "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
+                )));
+            };
+            if guard.is_none() && create {
+                *guard = Some((module.new_instance())().into_result()?);
+            }
+            let Some(plugin) = guard.as_mut() else {
+                return Err(PluginError::failed(format!(
+                    "plugin `{name}` has no live instance for {operation} (it is not initialized)"
+                )));
+            };
+            let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
+            let result = f(plugin);
+            CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+            result
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            Err(PluginError::new(
+                ErrorKind::Panicked,
+                format!("host thread running the plugin failed: {e}"),
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Plugin for FfiPlugin {
+    fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError> {
+        let host = HostContext::from_api(FfiHost {
+            ctx: ctx.clone(),
+            runtime: Handle::current(),
+        });
+        let chain = ctx.chain().clone();
+        self.with_instance("initialize", Some(chain), true, move |p| {
+            p.initialize(host).into_result()
+        })
+        .await
+    }
+
+    async fn shutdown(&self, ctx: PluginContext) -> Result<(), PluginError> {
+        let chain = ctx.chain().clone();
+        let result = self
+            .with_instance("shutdown", Some(chain), false, |p| {
+                p.shutdown().into_result()
+            })
+            .await;
+        // The instance is dropped after shutdown, whatever it returned: a new
+        // initialize starts from a fresh instance (and restored state).
+        let instance = Arc::clone(&self.instance);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) {
+                guard.take();
+            }
+        })
+        .await;
+        result
+    }
+
+    async fn save_state(&self) -> Result<Value, PluginError> {
+        let text = self
+            .with_instance("save_state", None, false, |p| {
+                p.save_state().into_result().map(RString::into_string)
+            })
+            .await?;
+        serde_json::from_str(&text).map_err(|e| {
+            PluginError::invalid_input(format!("save_state returned invalid JSON: {e}"))
+        })
+    }
+
+    async fn load_state(&self, state: Value, saved_by_version: &str) -> Result<(), PluginError> {
+        let text = state.to_string();
+        let version = saved_by_version.to_owned();
+        self.with_instance("load_state", None, true, move |p| {
+            p.load_state(text.as_str().into(), version.as_str().into())
+                .into_result()
+        })
+        .await
+    }
+
+    async fn call(
+        &self,
+        ctx: PluginContext,
+        method: &str,
+        args: Value,
+    ) -> Result<Value, PluginError> {
+        let chain = ctx.chain().clone();
+        let method = method.to_owned();
+        let args = args.to_string();
+        let text = self
+            .with_instance("call", Some(chain), false, move |p| {
+                p.call(method.as_str().into(), args.as_str().into())
+                    .into_result()
+                    .map(RString::into_string)
+            })
+            .await?;
+        serde_json::from_str(&text)
+            .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))
+    }
+}
+
+/// The host side of [`HostApi`] handed to one native plugin.
+///
+/// Every method catches panics: a panic must not unwind into plugin code
+/// (abi_stable would end the process).
+#[derive(Clone)]
+struct FfiHost {
+    ctx: PluginContext,
+    runtime: Handle,
+}
+
+impl FfiHost {
+    /// The chain of the plugin code running on this thread, or, for a callback from
+    /// a thread the plugin spawned itself, a chain holding just the plugin.
+    fn current_chain(&self) -> CallChain {
+        CURRENT_CHAIN
+            .with(|c| c.borrow().clone())
+            .unwrap_or_else(|| self.ctx.chain().clone())
+    }
+}
+
+fn host_panic(what: &str) -> PluginError {
+    PluginError::new(
+        ErrorKind::Host,
+        format!("the host failed while handling {what}"),
+    )
+}
+
+impl HostApi for FfiHost {
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.ctx.log(level, message.as_str())));
+    }
+
+    fn host_name(&self) -> RString {
+        catch_unwind(AssertUnwindSafe(|| self.ctx.host_name()))
+            .unwrap_or_default()
+            .into()
+    }
+
+    fn host_version(&self) -> RString {
+        catch_unwind(AssertUnwindSafe(|| self.ctx.host_version()))
+            .unwrap_or_default()
+            .into()
+    }
+
+    fn config(&self) -> RString {
+        catch_unwind(AssertUnwindSafe(|| self.ctx.config().to_string()))
+            .unwrap_or_else(|_| "null".to_owned())
+            .into()
+    }
+
+    fn plugin_status(&self, name: RStr<'_>) -> ROption<RString> {
+        catch_unwind(AssertUnwindSafe(|| self.ctx.status_of(name.as_str())))
+            .ok()
+            .flatten()
+            .map(RString::from)
+            .into()
+    }
+
+    fn call_plugin(
+        &self,
+        name: RStr<'_>,
+        method: RStr<'_>,
+        args: RStr<'_>,
+    ) -> RResult<RString, PluginError> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let args: Value = if args.as_str().trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(args.as_str())
+                    .map_err(|e| PluginError::invalid_input(format!("invalid JSON args: {e}")))?
+            };
+            let chain = self.current_chain();
+            let caller = PluginContext::new(self.ctx.plugin_name(), chain, self.ctx.host_weak());
+            let result = self
+                .runtime
+                .block_on(caller.call(name.as_str(), method.as_str(), args));
+            result
+                .map(|v| RString::from(v.to_string()))
+                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+        }));
+        match outcome {
+            Ok(r) => r.into(),
+            Err(_) => RResult::RErr(host_panic("call_plugin")),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! # host: discovers, checks, loads and runs plugins built against `plugin-api`
+//!
+//! The pieces, bottom up:
+//! - [`discovery`] finds library files in plugin directories;
+//! - [`loader`] opens one library (on the blocking pool), checks its ABI and reads
+//!   its metadata ([`PluginInfo`]);
+//! - [`FfiPlugin`] adapts a loaded library to the host-side [`Plugin`] trait, which
+//!   in-process plugins implement directly;
+//! - [`PluginContext`] is what plugin code uses to call back into the host.
+
+pub mod abi_summary;
+pub mod context;
+pub mod discovery;
+pub mod error;
+pub mod ffi;
+pub mod info;
+pub mod loader;
+pub mod plugin;
+
+pub use context::{CallChain, HostServices, PluginContext};
+pub use error::{Error, Result};
+pub use ffi::FfiPlugin;
+pub use info::{DependencySpec, PluginInfo, PluginSource};
+pub use loader::{load_library, open_library, LoadedLibrary};
+pub use plugin::Plugin;

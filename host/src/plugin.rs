@@ -1,0 +1,43 @@
+//! The host-side plugin trait: the stable surface for embedders.
+//!
+//! Native libraries are adapted to it by [`crate::ffi::FfiPlugin`]; applications
+//! can implement it directly for in-process plugins (and tests do).
+
+use async_trait::async_trait;
+use plugin_api::PluginError;
+use serde_json::Value;
+
+use crate::context::PluginContext;
+use crate::info::PluginInfo;
+
+/// A plugin as the manager drives it. All methods may be called from any task;
+/// the manager serializes lifecycle calls (initialize, shutdown, load/save state)
+/// per plugin, but `call` may run concurrently with other calls.
+///
+/// A panic inside any method is caught by the manager and reported as
+/// [`crate::Error::PluginPanicked`].
+#[async_trait]
+pub trait Plugin: Send + Sync + 'static {
+    /// Name, version, dependencies, source. Must be cheap and constant.
+    fn info(&self) -> &PluginInfo;
+
+    /// Starts the plugin. `ctx` lets it call back into the host.
+    async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError>;
+
+    /// Stops the plugin.
+    async fn shutdown(&self, ctx: PluginContext) -> Result<(), PluginError>;
+
+    /// The plugin's state to persist (`Value::Null`: nothing to save).
+    async fn save_state(&self) -> Result<Value, PluginError>;
+
+    /// Restores state saved earlier by `saved_by_version` of this plugin.
+    async fn load_state(&self, state: Value, saved_by_version: &str) -> Result<(), PluginError>;
+
+    /// Runs an operation the plugin exposes.
+    async fn call(
+        &self,
+        ctx: PluginContext,
+        method: &str,
+        args: Value,
+    ) -> Result<Value, PluginError>;
+}

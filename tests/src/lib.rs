@@ -1,0 +1,113 @@
+//! Shared helpers for the integration tests: building plugin libraries on demand
+//! and laying out fresh temporary plugin directories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where on-demand builds of plugin crates go. A separate target dir, so building
+/// from inside a running `cargo test` never waits on the outer cargo's lock.
+fn fixture_target_dir() -> PathBuf {
+    workspace_root().join("target").join("fixture-build")
+}
+
+/// The platform file name of the cdylib built from crate `package`.
+pub fn library_file_name(package: &str) -> String {
+    let stem = package.replace('-', "_");
+    format!(
+        "{}{stem}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds the given cdylib crates (once per test process) and returns the path of
+/// each built library, in order. Panics with the cargo command and its output if
+/// the build fails, so a failure never shows up as a confusing missing file.
+pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(build_all_test_libraries);
+    let dir = fixture_target_dir().join("debug");
+    packages
+        .iter()
+        .map(|p| {
+            let path = dir.join(library_file_name(p));
+            assert!(
+                path.is_file(),
+                "{} was not built; run `cargo build --target-dir {} -p {p}`",
+                path.display(),
+                fixture_target_dir().display()
+            );
+            path
+        })
+        .collect()
+}
+
+/// Every cdylib the tests load: the samples and the test-only fixtures.
+pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
+
+fn build_all_test_libraries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace_root())
+        .arg("build")
+        .arg("--quiet")
+        .arg("--target-dir")
+        .arg(fixture_target_dir());
+    for p in ALL_TEST_LIBRARIES {
+        cmd.arg("-p").arg(p);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        out.status.success(),
+        "building test plugins failed ({cmd:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh temporary plugin directory holding copies of the given built libraries
+/// (each under its own file name). Dropping it deletes the directory.
+pub struct PluginDir {
+    /// The temporary directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    /// A directory with copies of `packages`' libraries.
+    pub fn with(packages: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("create temp plugin dir");
+        for lib in built_libraries(packages) {
+            let dest = dir.path().join(lib.file_name().expect("file name"));
+            std::fs::copy(&lib, &dest)
+                .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", lib.display(), dest.display()));
+        }
+        Self { dir }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file with `bytes` into the directory and returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// The path of `package`'s library inside this directory.
+    pub fn library(&self, package: &str) -> PathBuf {
+        self.dir.path().join(library_file_name(package))
+    }
+}

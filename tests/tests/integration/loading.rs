@@ -1,0 +1,58 @@
+//! Opening real libraries: per-file loading, bad files, metadata.
+
+use host::{load_library, Error, FfiPlugin, Plugin, PluginContext};
+use integration_tests::PluginDir;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_different_libraries_load_independently() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let hello = load_library(dir.library("hello"))
+        .await
+        .expect("hello loads");
+    let counter = load_library(dir.library("counter"))
+        .await
+        .expect("counter loads");
+    // Proof that loading is per file: RootModule::load_from* would give hello twice.
+    assert_eq!(hello.info.name, "hello");
+    assert_eq!(counter.info.name, "counter");
+    assert_eq!(counter.info.version.to_string(), "1.0.0");
+    assert_eq!(hello.info.interface_version, plugin_api::INTERFACE_VERSION);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_initialize_is_an_error_and_the_host_lives_on() {
+    let dir = PluginDir::with(&["fixture-panicky"]);
+    let lib = load_library(dir.library("fixture-panicky"))
+        .await
+        .expect("loads");
+    let plugin = FfiPlugin::new(lib);
+    let err = plugin
+        .initialize(PluginContext::detached("panicky"))
+        .await
+        .expect_err("initialize panics");
+    assert_eq!(err.kind, plugin_api::ErrorKind::Panicked);
+    assert!(err.message().contains("panicky refuses to start"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_file_named_like_a_library_is_a_clear_error() {
+    let dir = PluginDir::with(&["hello"]);
+    let bogus = dir.write("x.so", b"this is not a library\n");
+    let err = load_library(bogus.clone())
+        .await
+        .expect_err("not a library");
+    match &err {
+        Error::OpenFailed { path, reason } => {
+            assert_eq!(path, &bogus);
+            assert!(
+                reason.contains("too short") || reason.contains("ELF"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected OpenFailed for {}, got {other:?}", bogus.display()),
+    }
+    assert!(err.to_string().contains("x.so"), "{err}");
+    load_library(dir.library("hello"))
+        .await
+        .expect("hello still loads");
+}

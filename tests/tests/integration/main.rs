@@ -1,0 +1,3 @@
+//! Integration tests against real built libraries: one binary, a module per concern.
+
+mod loading;

@@ -1,3 +1,4 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
+mod cli;
 mod loading;

@@ -6,7 +6,8 @@
 //!   its metadata ([`PluginInfo`]);
 //! - [`FfiPlugin`] adapts a loaded library to the host-side [`Plugin`] trait, which
 //!   in-process plugins implement directly;
-//! - [`PluginContext`] is what plugin code uses to call back into the host.
+//! - [`PluginContext`] is what plugin code uses to call back into the host;
+//! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
 
 pub mod abi_summary;
 pub mod context;
@@ -16,6 +17,7 @@ pub mod ffi;
 pub mod info;
 pub mod loader;
 pub mod plugin;
+pub mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
@@ -23,3 +25,4 @@ pub use ffi::FfiPlugin;
 pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
 pub use plugin::Plugin;
+pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

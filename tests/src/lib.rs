@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: building plugin libraries on demand
 //! and laying out fresh temporary plugin directories.
 
+pub mod state_writer;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

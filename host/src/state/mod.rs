@@ -7,7 +7,8 @@
 //! "state"}`. Writes go through a hidden temp file (`.<name>.json.<random>.tmp`)
 //! that is fsynced and renamed over the old file, then the directory is fsynced:
 //! a crash leaves the old state or the new one, never a mix. Stale temp files
-//! are deleted when a manager opens the directory.
+//! are deleted when a manager opens the directory. Without a configured
+//! directory, hosts use [`default_state_dir`].
 //!
 //! # Policies
 //! - **Corrupt file** (unparsable, wrong envelope, over 16 MiB, nested past
@@ -39,6 +40,7 @@
 //! any `.await`.
 
 mod atomic;
+mod default_dir;
 mod dirlock;
 mod envelope;
 mod name;
@@ -57,6 +59,7 @@ use semver::Version;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use default_dir::default_state_dir;
 pub use envelope::{SavedState, FORMAT, MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES};
 pub use name::{state_file_name, MAX_STATE_NAME_LEN};
 
@@ -145,6 +148,12 @@ pub struct PluginStateManager {
     events: broadcast::Sender<StateEvent>,
     stale_temps_removed: usize,
 }
+
+// The manager is shared between tasks (and with the plugin manager) via `Arc`.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<PluginStateManager>();
+};
 
 impl std::fmt::Debug for PluginStateManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod info;
 pub mod loader;
 pub mod plugin;
+pub mod resolve;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};

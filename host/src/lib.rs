@@ -18,6 +18,7 @@ pub mod info;
 pub mod loader;
 pub mod plugin;
 pub mod state;
+pub mod resolve;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};

@@ -16,7 +16,10 @@ tasks:
   build-samples   build the sample plugins (release) into target/plugins/
   run             build-samples, then `plugin-host run --once target/plugins`
   test            every test of the project (builds what the tests need first)
-  ci              fmt check, clippy -D warnings on all targets, test, bench smoke run
+  bench           all benchmarks in release: criterion micro-benches, then the
+                  scenarios; prints the results table, writes target/bench/summary.json
+  bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
+  ci              fmt check, clippy -D warnings on all targets, test, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +28,11 @@ fn main() -> ExitCode {
         Some("build-samples") => build_samples().map(|_| ()),
         Some("run") => run(),
         Some("test") => test(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            None => bench(false),
+            Some("--quick") => bench(true),
+            Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
+        },
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -141,5 +149,63 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
-    test()
+    test()?;
+    bench(true)
+}
+
+/// Builds the sample plugin the load benchmarks copy: `hello` in release with its
+/// debug info stripped (`-C strip=debuginfo` on its final link only, so nothing
+/// else rebuilds), as a plugin would ship; copied to `target/bench/sample/`.
+fn bench_sample() -> Result<PathBuf, String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "rustc",
+        "--release",
+        "-p",
+        "hello",
+        "--lib",
+        "--",
+        "-C",
+        "strip=debuginfo",
+    ]);
+    exec(cmd)?;
+    let file = format!(
+        "{}hello{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let from = root().join("target").join("release").join(&file);
+    let dir = root().join("target").join("bench").join("sample");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let to = dir.join(&file);
+    std::fs::copy(&from, &to)
+        .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
+    Ok(to)
+}
+
+/// `cargo xtask bench [--quick]`: criterion micro-benchmarks, then the scenarios
+/// (whose table comes last). Goals are reported, never asserted.
+fn bench(quick: bool) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let sample = bench_sample()?;
+    let mut micro = cargo();
+    micro.args(["bench", "-p", "host", "--bench", "micro"]);
+    if quick {
+        // Criterion's test mode: every benchmark runs once.
+        micro.args(["--", "--test"]);
+    }
+    exec(micro)?;
+    let mut scenarios = cargo();
+    scenarios.args(["bench", "-p", "host", "--bench", "scenarios", "--"]);
+    if quick {
+        scenarios.arg("--quick");
+    }
+    scenarios.arg("--plugin").arg(&sample);
+    exec(scenarios)?;
+    eprintln!(
+        "xtask: bench{} took {:.0} s",
+        if quick { " --quick" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

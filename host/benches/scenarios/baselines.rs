@@ -53,7 +53,8 @@ impl GlobalLockManager {
     /// Loads every plugin "concurrently"; the guards serialize them.
     pub async fn load_all_plugins(&self) -> Result<(), String> {
         let ids: Vec<Uuid> = self.plugins.read().await.keys().copied().collect();
-        let results = futures::future::join_all(ids.into_iter().map(|id| self.load_plugin(id))).await;
+        let results =
+            futures::future::join_all(ids.into_iter().map(|id| self.load_plugin(id))).await;
         results.into_iter().collect()
     }
 }

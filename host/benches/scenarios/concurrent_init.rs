@@ -1,0 +1,81 @@
+//! `concurrent_init_speedup_vs_global_lock`: plugins whose `initialize` awaits
+//! 10 ms, loaded by `PluginManager::load_all_plugins` vs the spec's "before"
+//! manager that holds one global lock across every `initialize().await`
+//! ([`crate::baselines::GlobalLockManager`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use host::manager::{ManagerConfig, PluginManager};
+use host::Plugin;
+
+use crate::baselines::GlobalLockManager;
+use crate::fixtures::BenchPlugin;
+use crate::report::{Goal, Report};
+use crate::stats::median;
+use crate::Options;
+
+const INIT: Duration = Duration::from_millis(10);
+
+/// Measures and reports the metric.
+pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let n = if opts.quick { 32 } else { 256 };
+    let rounds = if opts.quick { 1 } else { 3 };
+    // Warm-up of both paths (allocator, timer wheel, task pools).
+    manager_round(8).await?;
+    baseline_round(8).await?;
+    let mut new = Vec::new();
+    let mut old = Vec::new();
+    for _ in 0..rounds {
+        new.push(manager_round(n).await?);
+        old.push(baseline_round(n).await?);
+    }
+    let (new, old) = (median(&new), median(&old));
+    report.add(
+        "concurrent_init_speedup_vs_global_lock",
+        old / new,
+        Goal::AtLeast(100.0),
+        format!(
+            "{n} plugins x 10 ms initialize, median of {rounds}: load_all_plugins (max_parallel {n}) {:.1} ms, global lock {:.0} ms",
+            new * 1e3,
+            old * 1e3
+        ),
+    );
+    Ok(())
+}
+
+fn plugins(n: usize) -> Vec<Arc<dyn Plugin>> {
+    (0..n)
+        .map(|i| Arc::new(BenchPlugin::new(&format!("c{i:04}"), &[], INIT)) as Arc<dyn Plugin>)
+        .collect()
+}
+
+/// One `load_all_plugins` over `n` fresh plugins; seconds.
+async fn manager_round(n: usize) -> Result<f64, String> {
+    let config = ManagerConfig::builder()
+        .max_parallel(n)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let manager = PluginManager::new(config);
+    for p in plugins(n) {
+        manager.register_plugin(p).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    let outcome = manager.load_all_plugins().await;
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(f) = outcome.failures().next() {
+        return Err(format!("load_all_plugins: {} failed: {:?}", f.name, f.result));
+    }
+    Ok(elapsed)
+}
+
+/// The same with the global-lock baseline; seconds.
+async fn baseline_round(n: usize) -> Result<f64, String> {
+    let manager = GlobalLockManager::new();
+    for p in plugins(n) {
+        manager.register(p).await;
+    }
+    let start = Instant::now();
+    manager.load_all_plugins().await?;
+    Ok(start.elapsed().as_secs_f64())
+}

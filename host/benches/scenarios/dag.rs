@@ -1,0 +1,60 @@
+//! `dag_load_vs_critical_path`: plugins in a random dependency DAG of depth 8,
+//! each `initialize` awaiting 10 ms; the wall time of `load_all_plugins` divided
+//! by the critical-path lower bound (depth x 10 ms: no schedule can do better).
+
+use std::time::{Duration, Instant};
+
+use host::manager::{ManagerConfig, PluginManager};
+
+use crate::fixtures::Dag;
+use crate::report::{Goal, Report};
+use crate::stats::median;
+use crate::Options;
+
+const INIT: Duration = Duration::from_millis(10);
+const DEPTH: usize = 8;
+
+/// Measures and reports the metric.
+pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let n = if opts.quick { 64 } else { 256 };
+    let rounds = if opts.quick { 1 } else { 5 };
+    let dag = Dag::random(n, DEPTH, 42);
+    round(&dag, n).await?; // warm-up
+    let mut walls = Vec::new();
+    for _ in 0..rounds {
+        walls.push(round(&dag, n).await?);
+    }
+    let wall = median(&walls);
+    let bound = (dag.depth as u32 * INIT).as_secs_f64();
+    report.add(
+        "dag_load_vs_critical_path",
+        wall / bound,
+        Goal::AtMost(1.25),
+        format!(
+            "{n} plugins, depth {}, 10 ms initialize, median of {rounds}: {:.1} ms vs critical path {:.0} ms",
+            dag.depth,
+            wall * 1e3,
+            bound * 1e3
+        ),
+    );
+    Ok(())
+}
+
+/// One `load_all_plugins` of the DAG in a fresh manager; seconds.
+async fn round(dag: &Dag, n: usize) -> Result<f64, String> {
+    let config = ManagerConfig::builder()
+        .max_parallel(n)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let manager = PluginManager::new(config);
+    for p in dag.plugins(INIT, 9) {
+        manager.register_plugin(p).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    let outcome = manager.load_all_plugins().await;
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(f) = outcome.failures().next() {
+        return Err(format!("load_all_plugins: {} failed: {:?}", f.name, f.result));
+    }
+    Ok(elapsed)
+}

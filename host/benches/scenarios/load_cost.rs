@@ -1,0 +1,113 @@
+//! `cold_load_vs_raw_dlopen`, `warm_load_vs_raw_dlopen`, `probe_ms_per_library`:
+//! the per-library wall cost of the host's whole admission path vs a raw
+//! `dlopen` plus one symbol lookup of the same files.
+//!
+//! Every phase runs in a fresh child process, so no library is mapped yet:
+//! - `raw-dlopen DIR`: `libloading::Library::new` + the root-module symbol, per file;
+//! - `cold-load DIR WORK`: `load_directory` with an empty scan cache, probe on;
+//! - `warm-load DIR WORK`: the same again, the cache populated by the cold run.
+//!
+//! The files are distinct copies of the release sample (see
+//! [`crate::fixtures::make_copies`]); their pages are in the page cache for all
+//! phases alike (the parent just wrote them, and a warm-up raw run reads them).
+
+use std::ffi::{c_void, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::child;
+use crate::fixtures::{libraries_in, make_copies};
+use crate::report::{Goal, Report};
+use crate::stats::median;
+use crate::Options;
+
+/// Measures and reports the metrics.
+pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let n = if opts.quick { 20 } else { 200 };
+    let rounds = if opts.quick { 1 } else { 5 };
+    let root = tempfile::tempdir_in(&opts.work).map_err(|e| format!("temp dir: {e}"))?;
+    let dir = root.path().join("plugins");
+    make_copies(&opts.plugin, &dir, n)?;
+    // Warm-up, untimed: reads every file once and proves the copies open.
+    raw_round(&dir, n)?;
+
+    let mut raw = Vec::new();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let mut probe = Vec::new();
+    for round in 0..rounds {
+        let work = root.path().join(format!("work{round}"));
+        raw.push(raw_round(&dir, n)?);
+        let c = crate::admission::load_round("cold-load", &dir, &work, n)?;
+        cold.push(c.wall_s);
+        probe.push(c.probe_ms_per_library);
+        warm.push(crate::admission::load_round("warm-load", &dir, &work, n)?.wall_s);
+    }
+    let (raw, cold, warm) = (median(&raw), median(&cold), median(&warm));
+    let per = |s: f64| s * 1e6 / n as f64;
+    report.add(
+        "cold_load_vs_raw_dlopen",
+        cold / raw,
+        Goal::AtMost(3.0),
+        format!(
+            "{n} libraries, median of {rounds} fresh processes: cold {:.0} us/lib, raw dlopen {:.0} us/lib",
+            per(cold),
+            per(raw)
+        ),
+    );
+    report.add(
+        "warm_load_vs_raw_dlopen",
+        warm / raw,
+        Goal::AtMost(1.3),
+        format!(
+            "warm {:.0} us/lib, raw dlopen {:.0} us/lib",
+            per(warm),
+            per(raw)
+        ),
+    );
+    report.add(
+        "probe_ms_per_library",
+        median(&probe),
+        Goal::None,
+        "probe process time per library (cold rounds)".to_owned(),
+    );
+    Ok(())
+}
+
+/// One raw-dlopen child over `dir`; its wall time in seconds.
+fn raw_round(dir: &Path, n: usize) -> Result<f64, String> {
+    let r = child::run("raw-dlopen", &[dir.into()])?;
+    let opened = child::number(&r, "opened")? as usize;
+    if opened != n {
+        return Err(format!(
+            "raw dlopen opened {opened} of {n} copies in {}",
+            dir.display()
+        ));
+    }
+    child::number(&r, "wall_s")
+}
+
+/// Child phase `raw-dlopen DIR`: opens every library in `DIR` with
+/// `libloading` and looks up abi_stable's root-module loader symbol, nothing
+/// more. Libraries are leaked, as the host leaks them.
+pub fn raw_phase(args: &[OsString]) -> Result<Value, String> {
+    let dir = PathBuf::from(args.first().ok_or("raw-dlopen needs DIR")?);
+    let files = libraries_in(&dir)?;
+    let symbol = abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes();
+    let start = Instant::now();
+    for path in &files {
+        // SAFETY: the files are copies of the project's own release sample plugin,
+        // whose constructors are known; opening it is what the host does too.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| format!("dlopen {}: {e}", path.display()))?;
+        // SAFETY: the symbol is only read as an address, never called or dereferenced.
+        let sym = unsafe { lib.get::<*const c_void>(symbol) }
+            .map_err(|e| format!("symbol in {}: {e}", path.display()))?;
+        std::hint::black_box(*sym);
+        std::mem::forget(lib);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok(json!({ "wall_s": wall, "opened": files.len() }))
+}

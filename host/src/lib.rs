@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod info;
 pub mod loader;
 pub mod plugin;
+pub mod safety;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
@@ -23,3 +24,4 @@ pub use ffi::FfiPlugin;
 pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
 pub use plugin::Plugin;
+pub use safety::{SafetyConfig, ScanReport};

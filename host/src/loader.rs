@@ -43,20 +43,35 @@ impl std::fmt::Debug for LoadedLibrary {
 }
 
 /// Identifies the interface layout this build checks plugins against: a SHA-256
-/// over the plugin-api version, the abi_stable version and the full type layout
-/// of the root module (every nested type, field, size and alignment). Two builds
-/// with the same id run abi_stable's layout check against identical expectations,
-/// so the check's outcome for given library bytes is the same in both. Computed
-/// once per process.
+/// over the plugin-api version, the root module's version strings and the
+/// printed type layout (`Display`: type, size, alignment, package and version,
+/// fields, tags, extra checks, repr) of the root module and of every type nested
+/// in it. Two builds with the same id run abi_stable's layout check against
+/// identical expectations, so the check's outcome for given library bytes is the
+/// same in both. Addresses and type ids (which differ per process) are not part
+/// of it. Computed once per process.
 pub fn interface_build_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let mut hasher = Sha256::new();
         hasher.update(b"plugin-host interface build id v1\n");
         hasher.update(INTERFACE_VERSION.as_bytes());
-        hasher.update(b"\nabi_stable 0.11\n");
-        hasher.update(format!("{:#?}", <PluginModRef as StableAbi>::LAYOUT).as_bytes());
-        hasher.update(format!("{:?}", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
+        hasher
+            .update(format!("\n{:?}\n", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![<PluginModRef as StableAbi>::LAYOUT];
+        while let Some(layout) = stack.pop() {
+            if !seen.insert(layout.get_utypeid()) {
+                continue;
+            }
+            hasher.update(layout.to_string().as_bytes());
+            for nested in layout.shared_vars().type_layouts() {
+                stack.push(nested());
+            }
+            if let Some(extra) = layout.extra_checks() {
+                stack.extend(extra.nested_type_layouts().iter().copied());
+            }
+        }
         format!("{:x}", hasher.finalize())
     })
 }

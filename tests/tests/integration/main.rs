@@ -1,3 +1,5 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
 mod loading;
+mod safety;
+mod safety_support;

@@ -2,4 +2,7 @@
 
 mod loading;
 mod safety;
+mod safety_cache;
+mod safety_integrity;
+mod safety_shadow;
 mod safety_support;

@@ -112,6 +112,7 @@ fn hostile_dir_admits_the_good_and_names_every_bad_file() {
         "outside.so",
         "symlink resolving outside the plugin directory",
     );
+    refused("outside.so", &hostile.outside.path().to_string_lossy());
     refused("dir.so", "not a regular file: it is a directory");
 
     let status = |name: &str| report.file(&hostile.file(name)).unwrap().status;

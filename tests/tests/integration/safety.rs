@@ -89,7 +89,7 @@ fn hostile_dir_admits_the_good_and_names_every_bad_file() {
     quarantined("truncated.so", "SIGBUS");
     quarantined("segv.so", "SIGSEGV");
     quarantined("abort.so", "SIGABRT");
-    quarantined("hang.so", "did not finish within 2s");
+    quarantined("hang.so", "did not finish within 3s");
     quarantined("fd3.so", "garbage");
     assert!(matches!(error_of("noroot.so"), Error::NotAPlugin { .. }));
     // Its constructor printed a fake report on stdout: ignored.

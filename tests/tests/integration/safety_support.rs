@@ -9,7 +9,7 @@ use integration_tests::{abi_mismatch_library, c_library, probe_binary, PluginDir
 
 /// Probe timeout in tests: short, but far above what opening a debug plugin
 /// takes on a loaded 2-core machine.
-pub const TEST_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const TEST_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A config using `work` for cache and shadows and the freshly built probe.
 pub fn config(work: &Path) -> SafetyConfig {

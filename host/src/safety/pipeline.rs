@@ -205,7 +205,9 @@ impl<'a> Pipeline<'a> {
         }
         if self.config.probe {
             if self.worker.is_none() {
-                let (program, args) = self.config.probe_command()?;
+                let (program, args) = self.config.probe_command().inspect_err(|e| {
+                    self.unavailable.get_or_insert(e.clone());
+                })?;
                 self.worker = Some(ProbeWorker::start(program, args, self.config.probe_timeout));
             }
             self.admission.report.probed += 1;

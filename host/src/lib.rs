@@ -6,7 +6,8 @@
 //!   its metadata ([`PluginInfo`]);
 //! - [`FfiPlugin`] adapts a loaded library to the host-side [`Plugin`] trait, which
 //!   in-process plugins implement directly;
-//! - [`PluginContext`] is what plugin code uses to call back into the host.
+//! - [`PluginContext`] is what plugin code uses to call back into the host;
+//! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
 
 pub mod abi_summary;
 pub mod context;
@@ -16,7 +17,9 @@ pub mod ffi;
 pub mod info;
 pub mod loader;
 pub mod plugin;
+pub mod resolve;
 pub mod safety;
+pub mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
@@ -25,3 +28,4 @@ pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
 pub use plugin::Plugin;
 pub use safety::{SafetyConfig, ScanReport};
+pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

@@ -17,8 +17,9 @@ pub mod ffi;
 pub mod info;
 pub mod loader;
 pub mod plugin;
-pub mod state;
 pub mod resolve;
+pub mod safety;
+pub mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
@@ -26,4 +27,5 @@ pub use ffi::FfiPlugin;
 pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
 pub use plugin::Plugin;
+pub use safety::{SafetyConfig, ScanReport};
 pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

@@ -1,31 +1,141 @@
-//! The host's admission path (`PluginManager::load_directory`: probe or scan
-//! cache, shadow copy, open, ABI check, metadata) as child phases.
-//! Written against the manager and safety modules once they land.
+//! The host's admission path as child phases: probe or scan cache, shadow copy,
+//! open, ABI check, metadata (`host::safety`).
+//!
+//! - `cold-load DIR WORK`: WORK must be empty (no scan cache, no shadow copies);
+//!   the probe child checks every file.
+//! - `warm-load DIR WORK`: WORK holds the cache and copies a cold run left.
+//! - `probe-only DIR`: one probe child opening every file, nothing else: the
+//!   probe's own cost per library.
+//! - `tick-managed DIR WORK`: a cold admission on the blocking pool while the
+//!   1 ms ticker runs (see [`crate::tick`]).
+//!
+//! The probe binary is the `plugin-probe` cargo builds next to this bench.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use serde_json::Value;
+use host::safety::probe::{ProbeOutcome, ProbeWorker};
+use host::safety::{admit_dirs, admit_dirs_async, SafetyConfig};
+use serde_json::{json, Value};
+
+use crate::child;
+use crate::fixtures::libraries_in;
 
 /// What one cold or warm load child measured.
 pub struct Round {
-    /// Wall time of `load_directory`, seconds.
+    /// Wall time of the admission, seconds.
     pub wall_s: f64,
-    /// Probe process time per library, ms (0 when the cache answered).
-    pub probe_ms_per_library: f64,
 }
 
 /// Runs the `phase` child (`cold-load` / `warm-load`) over `dir` with scan
-/// cache and shadow copies in `work`.
+/// cache and shadow copies in `work`, checking that all `n` libraries loaded.
 pub fn load_round(phase: &str, dir: &Path, work: &Path, n: usize) -> Result<Round, String> {
-    Err(format!(
-        "{phase} over {n} libraries in {} (work {}): the admission pipeline has not landed yet",
-        dir.display(),
-        work.display()
-    ))
+    let r = child::run(phase, &[dir.into(), work.into()])?;
+    let loaded = child::number(&r, "loaded")? as usize;
+    if loaded != n {
+        return Err(format!("{phase} loaded {loaded} of {n} libraries: {r}"));
+    }
+    Ok(Round {
+        wall_s: child::number(&r, "wall_s")?,
+    })
+}
+
+/// Runs the `probe-only` child over `dir`; probe wall time per library, ms.
+pub fn probe_round(dir: &Path, n: usize) -> Result<f64, String> {
+    let r = child::run("probe-only", &[dir.into()])?;
+    let answers = child::number(&r, "answers")? as usize;
+    if answers != n {
+        return Err(format!(
+            "the probe answered {answers} of {n} libraries: {r}"
+        ));
+    }
+    Ok(child::number(&r, "wall_s")? * 1e3 / n as f64)
 }
 
 /// Child phases of the admission path.
-pub fn phase(name: &str, _args: &[OsString]) -> Result<Value, String> {
-    Err(format!("unknown phase `{name}`"))
+pub fn phase(name: &str, args: &[OsString]) -> Result<Value, String> {
+    let arg = |i: usize| {
+        args.get(i)
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("phase {name}: missing argument {}", i + 1))
+    };
+    match name {
+        "cold-load" => admit_phase(&arg(0)?, &arg(1)?, true),
+        "warm-load" => admit_phase(&arg(0)?, &arg(1)?, false),
+        "probe-only" => probe_phase(&arg(0)?),
+        "tick-managed" => {
+            let (dir, work) = (arg(0)?, arg(1)?);
+            let config = config(&work)?;
+            crate::tick::measure(async move {
+                let admission = admit_dirs_async(vec![dir], config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(admission.libraries.len())
+            })
+        }
+        other => Err(format!("unknown phase `{other}`")),
+    }
+}
+
+/// The safety configuration of the benchmark: everything default (probe on,
+/// strict permissions) except the work dir and the probe binary's location.
+fn config(work: &Path) -> Result<SafetyConfig, String> {
+    SafetyConfig::builder()
+        .work_dir(work)
+        .probe_program(env!("CARGO_BIN_EXE_plugin-probe"), Vec::new())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn admit_phase(dir: &Path, work: &Path, cold: bool) -> Result<Value, String> {
+    let fresh = !work.exists()
+        || std::fs::read_dir(work)
+            .map_err(|e| format!("{}: {e}", work.display()))?
+            .next()
+            .is_none();
+    if cold != fresh {
+        return Err(format!(
+            "{} run needs {} work dir, {} is {}",
+            if cold { "a cold" } else { "a warm" },
+            if cold { "an empty" } else { "a populated" },
+            work.display(),
+            if fresh { "empty" } else { "not empty" }
+        ));
+    }
+    let config = config(work)?;
+    let start = Instant::now();
+    let admission = admit_dirs(&[dir.to_path_buf()], &config).map_err(|e| e.to_string())?;
+    let wall = start.elapsed().as_secs_f64();
+    let report = &admission.report;
+    if let Some(bad) = report.problems().next() {
+        return Err(format!("admission refused a copy: {bad:?}"));
+    }
+    Ok(json!({
+        "wall_s": wall,
+        "loaded": admission.libraries.len(),
+        "cache_hits": report.cache_hits,
+        "probed": report.probed,
+        "probe_processes": report.probe_processes_started,
+    }))
+}
+
+fn probe_phase(dir: &Path) -> Result<Value, String> {
+    let files = libraries_in(dir)?;
+    let config = config(&dir.join("unused-work"))?;
+    let (program, args) = config.probe_command().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let worker = ProbeWorker::start(program, args, config.probe_timeout());
+    for (i, f) in files.iter().enumerate() {
+        worker.submit(i, f.clone());
+    }
+    let (outcomes, processes) = worker.finish();
+    let wall = start.elapsed().as_secs_f64();
+    if let Some((i, bad)) = outcomes
+        .iter()
+        .find(|(_, o)| !matches!(o, ProbeOutcome::Verdict(_)))
+    {
+        return Err(format!("probing {}: {bad:?}", files[*i].display()));
+    }
+    Ok(json!({ "wall_s": wall, "answers": outcomes.len(), "processes": processes }))
 }

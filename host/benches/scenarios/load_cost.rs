@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::child;
 use crate::fixtures::{libraries_in, make_copies};
 use crate::report::{Goal, Report};
 use crate::stats::median;
 use crate::Options;
+use crate::{admission, child};
 
 /// Measures and reports the metrics.
 pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
@@ -40,10 +40,9 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     for round in 0..rounds {
         let work = root.path().join(format!("work{round}"));
         raw.push(raw_round(&dir, n)?);
-        let c = crate::admission::load_round("cold-load", &dir, &work, n)?;
-        cold.push(c.wall_s);
-        probe.push(c.probe_ms_per_library);
-        warm.push(crate::admission::load_round("warm-load", &dir, &work, n)?.wall_s);
+        cold.push(admission::load_round("cold-load", &dir, &work, n)?.wall_s);
+        warm.push(admission::load_round("warm-load", &dir, &work, n)?.wall_s);
+        probe.push(admission::probe_round(&dir, n)?);
     }
     let (raw, cold, warm) = (median(&raw), median(&cold), median(&warm));
     let per = |s: f64| s * 1e6 / n as f64;
@@ -71,7 +70,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         "probe_ms_per_library",
         median(&probe),
         Goal::None,
-        "probe process time per library (cold rounds)".to_owned(),
+        format!("one probe process opening all {n} copies, wall per library, median of {rounds}"),
     );
     Ok(())
 }

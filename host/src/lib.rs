@@ -6,20 +6,29 @@
 //!   its metadata ([`PluginInfo`]);
 //! - [`FfiPlugin`] adapts a loaded library to the host-side [`Plugin`] trait, which
 //!   in-process plugins implement directly;
-//! - [`PluginContext`] is what plugin code uses to call back into the host.
+//! - [`PluginContext`] is what plugin code uses to call back into the host;
+//! - [`PluginManager`] registers plugins and drives their lifecycle;
+//! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests.
 
 pub mod abi_summary;
 pub mod context;
 pub mod discovery;
 pub mod error;
 pub mod ffi;
+pub mod in_process;
 pub mod info;
 pub mod loader;
+pub mod manager;
 pub mod plugin;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
 pub use ffi::FfiPlugin;
+pub use in_process::{Counters, InProcessBuilder, InProcessPlugin};
 pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
+pub use manager::{
+    BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, PluginManager, PluginState,
+    PluginSummary, Target,
+};
 pub use plugin::Plugin;

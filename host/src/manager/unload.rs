@@ -1,0 +1,81 @@
+//! Unloading one plugin (Active → ShuttingDown → Unloaded or Failed) and
+//! unregistering it.
+
+use std::sync::Arc;
+
+use super::guard::{run_phase, Phase};
+use super::lifecycle::PluginState;
+use super::path;
+use super::registry::{ShutdownStart, Slot};
+use super::Inner;
+use crate::context::CallChain;
+use crate::error::{Error, Result};
+
+impl Inner {
+    /// Shuts `slot` down (see `PluginManager::unload_plugin`).
+    pub(crate) async fn unload(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
+        if slot.state().is_idle() {
+            return if slot.is_removed() {
+                Err(Error::NotFound(slot.id))
+            } else {
+                Ok(())
+            };
+        }
+        self.refuse_reentry(slot, PluginState::Unloaded.name())?;
+        let _lifecycle = slot.lifecycle.lock().await;
+        if slot.is_removed() {
+            return Err(Error::NotFound(slot.id));
+        }
+        self.unload_locked(slot).await
+    }
+
+    /// Shuts `slot` down if it is Active; the caller holds `slot.lifecycle`.
+    pub(crate) async fn unload_locked(&self, slot: &Arc<Slot>) -> Result<()> {
+        match slot.begin_shutdown()? {
+            ShutdownStart::Idle => return Ok(()),
+            ShutdownStart::Started => {
+                self.emit(slot, PluginState::Active, PluginState::ShuttingDown)
+            }
+        }
+        let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
+        let work = path::entering(slot.id, async {
+            // The gate is closed; let the calls already inside finish first.
+            slot.drain_calls().await;
+            slot.plugin.shutdown(ctx).await
+        });
+        let outcome = run_phase(
+            &slot.name,
+            Phase::Shutdown,
+            self.config.shutdown_timeout(),
+            work,
+        )
+        .await;
+        self.release_holds(slot);
+        match outcome {
+            Ok(()) => {
+                self.set_state(slot, PluginState::Unloaded)?;
+                tracing::info!(plugin = %slot.name, "unloaded");
+                Ok(())
+            }
+            Err(cause) => {
+                tracing::warn!(plugin = %slot.name, error = %cause, "shutdown failed");
+                self.set_state(slot, PluginState::Failed(Box::new(cause.clone())))?;
+                Err(cause)
+            }
+        }
+    }
+
+    /// Shuts `slot` down if needed and removes it from the registry.
+    pub(crate) async fn unregister(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
+        self.refuse_reentry(slot, "unregistered")?;
+        let _lifecycle = slot.lifecycle.lock().await;
+        if slot.is_removed() {
+            return Err(Error::NotFound(slot.id));
+        }
+        self.unload_locked(slot).await?;
+        slot.mark_removed()?;
+        self.registry.remove(slot.id);
+        tracing::info!(plugin = %slot.name, "unregistered");
+        Ok(())
+    }
+}

@@ -36,17 +36,42 @@ thread_local! {
     static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
 }
 
+/// The library-side object of one plugin, across its lives.
+enum Slot {
+    /// No instance yet.
+    Empty,
+    /// Created (and possibly initialized); accepts every call.
+    Live(PluginInstanceBox),
+    /// `shutdown` has run. Kept so the host can still save its final state;
+    /// the next `load_state` or `initialize` replaces it with a fresh instance.
+    Stopped(PluginInstanceBox),
+}
+
+/// What a call needs from the slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A live instance, created fresh if there is none or only a stopped one.
+    LiveOrFresh,
+    /// An existing live instance.
+    Live,
+    /// Any instance, live or stopped (saving state after shutdown).
+    Any,
+    /// A live instance, marked stopped once `f` returns (shutdown).
+    LiveThenStop,
+}
+
 /// A plugin living in a native library.
 pub struct FfiPlugin {
     info: PluginInfo,
-    /// The instance, created on first initialize and dropped after shutdown.
+    /// The instance: created by the first `load_state`/`initialize`, kept after
+    /// `shutdown` (so its final state can be saved), replaced on the next load.
     ///
     /// Guards: the library-side plugin object. Locked only on blocking-pool
     /// threads, around one call into plugin code; never held across `.await`
     /// (it is a `parking_lot` lock and only taken inside `spawn_blocking`).
     /// Re-entrant calls into the same plugin are refused by the call chain
     /// before they reach this lock.
-    instance: Arc<Mutex<Option<PluginInstanceBox>>>,
+    instance: Arc<Mutex<Slot>>,
     library: LoadedLibrary,
 }
 
@@ -55,18 +80,18 @@ impl FfiPlugin {
     pub fn new(library: LoadedLibrary) -> Self {
         Self {
             info: library.info.clone(),
-            instance: Arc::new(Mutex::new(None)),
+            instance: Arc::new(Mutex::new(Slot::Empty)),
             library,
         }
     }
 
     /// Runs `f` against the instance on the blocking pool, with `chain` recorded
-    /// for host callbacks. `create` makes the instance if there is none yet.
+    /// for host callbacks; `need` says which instance `f` may run against.
     async fn with_instance<T: Send + 'static>(
         &self,
         operation: &str,
         chain: Option<CallChain>,
-        create: bool,
+        need: Need,
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         let instance = Arc::clone(&self.instance);
@@ -79,17 +104,26 @@ impl FfiPlugin {
                     "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
                 )));
             };
-            if guard.is_none() && create {
-                *guard = Some((module.new_instance())().into_result()?);
+            if need == Need::LiveOrFresh && !matches!(*guard, Slot::Live(_)) {
+                // The old instance (if any) is dropped here, on this blocking thread.
+                *guard = Slot::Live((module.new_instance())().into_result()?);
             }
-            let Some(plugin) = guard.as_mut() else {
-                return Err(PluginError::failed(format!(
-                    "plugin `{name}` has no live instance for {operation} (it is not initialized)"
-                )));
+            let plugin = match (&mut *guard, need) {
+                (Slot::Live(p), _) | (Slot::Stopped(p), Need::Any) => p,
+                _ => {
+                    return Err(PluginError::failed(format!(
+                        "plugin `{name}` has no live instance for {operation} (it is not initialized)"
+                    )))
+                }
             };
             let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
             let result = f(plugin);
             CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+            if need == Need::LiveThenStop {
+                if let Slot::Live(p) = std::mem::replace(&mut *guard, Slot::Empty) {
+                    *guard = Slot::Stopped(p);
+                }
+            }
             result
         })
         .await;
@@ -114,7 +148,7 @@ impl Plugin for FfiPlugin {
             runtime: Handle::current(),
         });
         let chain = ctx.chain().clone();
-        self.with_instance("initialize", Some(chain), true, move |p| {
+        self.with_instance("initialize", Some(chain), Need::LiveOrFresh, move |p| {
             p.initialize(host).into_result()
         })
         .await
@@ -122,26 +156,18 @@ impl Plugin for FfiPlugin {
 
     async fn shutdown(&self, ctx: PluginContext) -> Result<(), PluginError> {
         let chain = ctx.chain().clone();
-        let result = self
-            .with_instance("shutdown", Some(chain), false, |p| {
-                p.shutdown().into_result()
-            })
-            .await;
-        // The instance is dropped after shutdown, whatever it returned: a new
-        // initialize starts from a fresh instance (and restored state).
-        let instance = Arc::clone(&self.instance);
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) {
-                guard.take();
-            }
+        // Whatever shutdown returns, the instance is then marked stopped: it takes
+        // no more calls, its final state can still be saved, and the next load
+        // starts from a fresh instance.
+        self.with_instance("shutdown", Some(chain), Need::LiveThenStop, |p| {
+            p.shutdown().into_result()
         })
-        .await;
-        result
+        .await
     }
 
     async fn save_state(&self) -> Result<Value, PluginError> {
         let text = self
-            .with_instance("save_state", None, false, |p| {
+            .with_instance("save_state", None, Need::Any, |p| {
                 p.save_state().into_result().map(RString::into_string)
             })
             .await?;
@@ -153,7 +179,7 @@ impl Plugin for FfiPlugin {
     async fn load_state(&self, state: Value, saved_by_version: &str) -> Result<(), PluginError> {
         let text = state.to_string();
         let version = saved_by_version.to_owned();
-        self.with_instance("load_state", None, true, move |p| {
+        self.with_instance("load_state", None, Need::LiveOrFresh, move |p| {
             p.load_state(text.as_str().into(), version.as_str().into())
                 .into_result()
         })
@@ -170,7 +196,7 @@ impl Plugin for FfiPlugin {
         let method = method.to_owned();
         let args = args.to_string();
         let text = self
-            .with_instance("call", Some(chain), false, move |p| {
+            .with_instance("call", Some(chain), Need::Live, move |p| {
                 p.call(method.as_str().into(), args.as_str().into())
                     .into_result()
                     .map(RString::into_string)

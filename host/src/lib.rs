@@ -9,6 +9,7 @@
 //! - [`PluginContext`] is what plugin code uses to call back into the host;
 //! - [`PluginManager`] registers plugins and drives their lifecycle;
 //! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests.
+//! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
 
 pub mod abi_summary;
 pub mod context;
@@ -20,6 +21,8 @@ pub mod info;
 pub mod loader;
 pub mod manager;
 pub mod plugin;
+pub mod resolve;
+pub mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
@@ -32,3 +35,4 @@ pub use manager::{
     PluginSummary, Target,
 };
 pub use plugin::Plugin;
+pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

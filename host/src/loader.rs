@@ -98,10 +98,16 @@ pub async fn load_library(path: PathBuf) -> Result<LoadedLibrary> {
 fn map_library_error(path: &Path, err: LibraryError) -> Error {
     let path = path.to_path_buf();
     match err {
-        LibraryError::OpenError { err, .. } => Error::OpenFailed {
-            path,
-            reason: clean(&err.to_string()),
-        },
+        LibraryError::OpenError { err, .. } => {
+            // dlerror() repeats the path ("/p/x.so: file too short"); ours names it already.
+            let reason = clean(&err.to_string());
+            let prefix = format!("{}: ", path.display());
+            let reason = match reason.rfind(&prefix) {
+                Some(at) => reason[at + prefix.len()..].to_owned(),
+                None => reason,
+            };
+            Error::OpenFailed { path, reason }
+        }
         LibraryError::GetSymbolError { .. } => Error::NotAPlugin { path },
         LibraryError::IncompatibleVersionNumber {
             expected_version,

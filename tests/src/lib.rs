@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: building plugin libraries on demand
 //! and laying out fresh temporary plugin directories.
 
+pub mod state_writer;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -33,7 +35,6 @@ pub fn library_file_name(package: &str) -> String {
 /// each built library, in order. Panics with the cargo command and its output if
 /// the build fails, so a failure never shows up as a confusing missing file.
 pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
-    static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(build_all_test_libraries);
     let dir = fixture_target_dir().join("debug");
     packages
@@ -54,6 +55,9 @@ pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
 /// Every cdylib the tests load: the samples and the test-only fixtures.
 pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
 
+/// Guards the one build of everything the tests load.
+static BUILT: OnceLock<()> = OnceLock::new();
+
 fn build_all_test_libraries() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(&cargo);
@@ -65,6 +69,8 @@ fn build_all_test_libraries() {
     for p in ALL_TEST_LIBRARIES {
         cmd.arg("-p").arg(p);
     }
+    // The host package too, for its binaries (`plugin-host`).
+    cmd.arg("-p").arg("host");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
@@ -73,6 +79,35 @@ fn build_all_test_libraries() {
         "building test plugins failed ({cmd:?}):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The `plugin-host` binary, built on demand like the test libraries.
+pub fn plugin_host_bin() -> PathBuf {
+    BUILT.get_or_init(build_all_test_libraries);
+    let path = fixture_target_dir()
+        .join("debug")
+        .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} was not built; run `cargo build --target-dir {} -p host`",
+        path.display(),
+        fixture_target_dir().display()
+    );
+    path
+}
+
+/// Runs `plugin-host` with `args`; returns (exit code, stdout, stderr).
+pub fn run_plugin_host(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let bin = plugin_host_bin();
+    let out = Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A fresh temporary plugin directory holding copies of the given built libraries

@@ -1,1 +1,145 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's build, test and CI entry points
+//! (matklad's xtask pattern; the alias lives in `.cargo/config.toml`).
+//!
+//! Only std, so it compiles in a second and needs nothing installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The sample plugin crates `build-samples` builds and copies.
+const SAMPLES: &[&str] = &["hello", "counter", "greeter"];
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  build-samples   build the sample plugins (release) into target/plugins/
+  run             build-samples, then `plugin-host run --once target/plugins`
+  test            every test of the project (builds what the tests need first)
+  ci              fmt check, clippy -D warnings on all targets, test, bench smoke run
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build-samples") => build_samples().map(|_| ()),
+        Some("run") => run(),
+        Some("test") => test(),
+        Some("ci") => ci(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, failing with the command line if it does not succeed.
+fn exec(mut cmd: Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// Builds the samples in release mode and copies their libraries into `target/plugins/`.
+fn build_samples() -> Result<PathBuf, String> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release"]);
+    for s in SAMPLES {
+        cmd.args(["-p", s]);
+    }
+    exec(cmd)?;
+    let out = root().join("target").join("plugins");
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    for s in SAMPLES {
+        let file = format!(
+            "{}{s}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        let from = root().join("target").join("release").join(&file);
+        let to = out.join(&file);
+        // Copy to a temp name and rename: a running host keeps the old mapping
+        // intact instead of seeing its library overwritten in place.
+        let tmp = out.join(format!(".{file}.tmp"));
+        std::fs::copy(&from, &tmp)
+            .map_err(|e| format!("copy {} -> {}: {e}", from.display(), tmp.display()))?;
+        std::fs::rename(&tmp, &to)
+            .map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), to.display()))?;
+    }
+    eprintln!("xtask: sample plugins are in {}", out.display());
+    Ok(out)
+}
+
+fn run() -> Result<(), String> {
+    let plugins = build_samples()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "host",
+        "--bin",
+        "plugin-host",
+        "--",
+    ])
+    .arg("run")
+    .arg("--once")
+    .arg(&plugins);
+    exec(cmd)
+}
+
+fn test() -> Result<(), String> {
+    // The integration tests build the plugin libraries they load on demand
+    // (see tests/src/lib.rs), so one command runs everything.
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-targets"]);
+    exec(cmd)?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    exec(doc)
+}
+
+fn ci() -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    exec(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    exec(clippy)?;
+    test()
+}

@@ -1,9 +1,12 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
+mod cli;
+mod crash;
 mod failures;
 mod loading;
 mod manager_lifecycle;
 mod reentrancy;
+mod state;
 mod storm;
 mod support;
 mod watch;

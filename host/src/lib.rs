@@ -32,7 +32,7 @@ pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::{load_library, open_library, LoadedLibrary};
 pub use manager::{
     BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, PluginManager, PluginState,
-    PluginSummary, Target,
+    PluginSummary, Target, UnloadOptions,
 };
 pub use plugin::Plugin;
 pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

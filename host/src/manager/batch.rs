@@ -2,11 +2,10 @@
 //! (dependencies first, in parallel where independent) and unloading everything
 //! (dependents first).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::lifecycle::PluginState;
@@ -50,219 +49,28 @@ impl BatchReport {
     }
 }
 
-/// The start order of the registered plugins.
-#[derive(Debug, Clone, Default)]
-pub struct Resolution {
-    /// Startable plugins in waves: each plugin's dependencies are in earlier waves.
-    pub waves: Vec<Vec<Uuid>>,
-    /// The resolved dependencies of each startable plugin (required ones and
-    /// present optional ones).
-    pub dependencies: HashMap<Uuid, Vec<Uuid>>,
-    /// Plugins that cannot start, with the reason.
-    pub blocked: HashMap<Uuid, Error>,
-}
-
-struct Node {
-    id: Uuid,
-    name: String,
-    /// (dependency id if present and matching, name, requirement, optional, found version)
-    deps: Vec<(
-        Option<Uuid>,
-        crate::info::DependencySpec,
-        Option<semver::Version>,
-    )>,
-}
-
-pub(crate) fn resolve(inner: &Inner) -> Resolution {
-    let slots = inner.registry.snapshot();
-    let by_name: HashMap<&str, &Arc<Slot>> = slots.iter().map(|s| (s.name.as_str(), s)).collect();
-    let nodes: Vec<Node> = slots
-        .iter()
-        .map(|s| Node {
-            id: s.id,
-            name: s.name.clone(),
-            deps: s
-                .plugin
-                .info()
-                .dependencies
-                .iter()
-                .map(|d| {
-                    let found = by_name.get(d.name.as_str());
-                    let version = found.map(|f| f.plugin.info().version.clone());
-                    let id = found
-                        .filter(|f| d.requirement.matches(&f.plugin.info().version))
-                        .map(|f| f.id);
-                    (id, d.clone(), version)
-                })
-                .collect(),
-        })
-        .collect();
-    let mut res = Resolution::default();
-    for n in &nodes {
-        for (id, spec, found) in &n.deps {
-            if id.is_none() && !spec.optional {
-                let e = match found {
-                    None => Error::MissingDependency {
-                        plugin: n.name.clone(),
-                        dependency: spec.name.clone(),
-                        requirement: spec.requirement.to_string(),
-                    },
-                    Some(v) => Error::VersionConflict {
-                        plugin: n.name.clone(),
-                        dependency: spec.name.clone(),
-                        requirement: spec.requirement.to_string(),
-                        found: v.to_string(),
-                    },
-                };
-                res.blocked.entry(n.id).or_insert(e);
-            }
-        }
-        res.dependencies
-            .insert(n.id, n.deps.iter().filter_map(|d| d.0).collect());
-    }
-    // Kahn's algorithm in waves over the rest.
-    let names: HashMap<Uuid, &str> = nodes.iter().map(|n| (n.id, n.name.as_str())).collect();
-    let mut done: HashSet<Uuid> = HashSet::new();
-    loop {
-        let wave: Vec<Uuid> = nodes
-            .iter()
-            .filter(|n| !done.contains(&n.id) && !res.blocked.contains_key(&n.id))
-            .filter(|n| res.dependencies[&n.id].iter().all(|d| done.contains(d)))
-            .map(|n| n.id)
-            .collect();
-        // Dependents of blocked plugins are blocked too.
-        let mut newly_blocked = Vec::new();
-        for n in &nodes {
-            if done.contains(&n.id) || res.blocked.contains_key(&n.id) {
-                continue;
-            }
-            if let Some(dep) = res.dependencies[&n.id]
-                .iter()
-                .find(|d| res.blocked.contains_key(d))
-            {
-                newly_blocked.push((
-                    n.id,
-                    Error::DependencyFailed {
-                        plugin: n.name.clone(),
-                        dependency: names[dep].to_owned(),
-                    },
-                ));
-            }
-        }
-        let progress = !wave.is_empty() || !newly_blocked.is_empty();
-        res.blocked.extend(newly_blocked);
-        if wave.is_empty() {
-            if !progress {
-                break;
-            }
-            continue;
-        }
-        done.extend(wave.iter().copied());
-        res.waves.push(wave);
-    }
-    let stuck: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| !done.contains(&n.id) && !res.blocked.contains_key(&n.id))
-        .collect();
-    let mut cycle: Vec<String> = stuck.iter().map(|n| n.name.clone()).collect();
-    if let Some(first) = cycle.first().cloned() {
-        cycle.push(first);
-    }
-    for n in stuck {
-        res.blocked.insert(
-            n.id,
-            Error::DependencyCycle {
-                cycle: cycle.clone(),
-            },
-        );
-    }
-    res.dependencies.retain(|id, _| done.contains(id));
-    res
-}
-
-type Outcome = Shared<BoxFuture<'static, Result<()>>>;
-
-/// Loads every plugin of the plan: each starts as soon as its dependencies are
-/// Active, at most `max_parallel` initialize at once.
+/// Loads every registered plugin by the resolved plan (see `Inner::start`).
 pub(crate) async fn load_all(inner: &Arc<Inner>) -> BatchReport {
-    let plan = resolve(inner);
+    let plan = inner.plan();
     let slots = inner.registry.snapshot();
-    let by_id: HashMap<Uuid, Arc<Slot>> = slots.iter().map(|s| (s.id, Arc::clone(s))).collect();
-    let permits = Arc::new(Semaphore::new(inner.config.max_parallel()));
-    let caller_path = path::current();
-    let mut outcomes: HashMap<Uuid, Outcome> = HashMap::new();
-    for id in plan.waves.iter().flatten() {
-        let Some(slot) = by_id.get(id).cloned() else {
-            continue;
-        };
-        let deps: Vec<(Arc<Slot>, Outcome)> = plan.dependencies[id]
-            .iter()
-            .filter_map(|d| Some((by_id.get(d)?.clone(), outcomes.get(d)?.clone())))
-            .collect();
-        let inner = Arc::clone(inner);
-        let permits = Arc::clone(&permits);
-        let task = tokio::spawn(path::within(caller_path.clone(), async move {
-            for (dep, outcome) in deps {
-                if outcome.await.is_err() && is_required(&slot, &dep.name) {
-                    return inner
-                        .block(
-                            &slot,
-                            Error::DependencyFailed {
-                                plugin: slot.name.clone(),
-                                dependency: dep.name.clone(),
-                            },
-                        )
-                        .await;
-                }
-            }
-            let _permit = permits.acquire_owned().await;
-            inner.load(&slot).await
-        }));
-        let outcome = task
-            .map(|joined| {
-                joined.unwrap_or_else(|e| {
-                    Err(Error::Config(format!("a load task ended abnormally: {e}")))
-                })
-            })
-            .boxed()
-            .shared();
-        outcomes.insert(*id, outcome);
-    }
-    for (id, cause) in &plan.blocked {
-        if let Some(slot) = by_id.get(id).cloned() {
-            let inner = Arc::clone(inner);
-            let cause = cause.clone();
-            let task = tokio::spawn(async move { inner.block(&slot, cause).await });
-            let outcome = task
-                .map(|joined| {
-                    joined.unwrap_or_else(|e| {
-                        Err(Error::Config(format!("a load task ended abnormally: {e}")))
-                    })
-                })
-                .boxed()
-                .shared();
-            outcomes.insert(*id, outcome);
-        }
-    }
+    // Every plugin of the snapshot the plan knows about (registered since: not in it).
+    let targets: Vec<Uuid> = slots
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| plan.is_startable(*id) || plan.blocked.contains_key(id))
+        .collect();
+    let mut results = inner.start(&plan, &targets).await;
     let mut report = BatchReport::default();
     for slot in slots {
-        if let Some(outcome) = outcomes.remove(&slot.id) {
+        if let Some(result) = results.remove(&slot.id) {
             report.outcomes.push(PluginOutcome {
                 id: slot.id,
                 name: slot.name.clone(),
-                result: outcome.await,
+                result,
             });
         }
     }
     report
-}
-
-fn is_required(slot: &Slot, dependency: &str) -> bool {
-    slot.plugin
-        .info()
-        .dependencies
-        .iter()
-        .any(|d| d.name == dependency && !d.optional)
 }
 
 impl Inner {
@@ -284,25 +92,29 @@ impl Inner {
     }
 }
 
-/// Unloads every plugin: each as soon as all plugins holding it up are done,
-/// independent ones in parallel.
+/// One plugin's unload, awaitable by each of its dependencies.
+type Outcome = Shared<BoxFuture<'static, Result<()>>>;
+
+/// Unloads every plugin: each as soon as every plugin holding it up is done,
+/// independent ones in parallel. The order comes from who holds whom right now
+/// (the exact reverse of the order the running plugins were started in).
 pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
     let slots = inner.registry.snapshot();
-    // Who holds whom up right now: the exact reverse dependency graph.
     let holders: HashMap<Uuid, Vec<Uuid>> = slots.iter().map(|s| (s.id, s.user_ids())).collect();
     let caller_path = path::current();
     let mut outcomes: HashMap<Uuid, Outcome> = HashMap::new();
-    // Create tasks dependents-first: a slot's task needs its holders' outcomes.
     let mut pending: Vec<Arc<Slot>> = slots.clone();
+    // Create each task after its holders' tasks (holding is acyclic: a plugin
+    // can only hold plugins that were Active before it started).
     while !pending.is_empty() {
         let before = pending.len();
         let mut rest = Vec::new();
         for slot in pending {
             let users = &holders[&slot.id];
-            if users
+            let ready = users
                 .iter()
-                .any(|u| holders.contains_key(u) && !outcomes.contains_key(u))
-            {
+                .all(|u| outcomes.contains_key(u) || !holders.contains_key(u));
+            if !ready {
                 rest.push(slot);
                 continue;
             }
@@ -312,30 +124,32 @@ pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
                 .collect();
             let inner = Arc::clone(inner);
             let id = slot.id;
+            let name = slot.name.clone();
             let task = tokio::spawn(path::within(caller_path.clone(), async move {
                 for w in waits {
                     let _ = w.await;
                 }
                 inner.unload(&slot).await
             }));
-            outcomes.insert(
-                id,
-                task.map(|joined| {
+            let outcome = task
+                .map(move |joined| {
                     joined.unwrap_or_else(|e| {
-                        Err(Error::Config(format!(
-                            "an unload task ended abnormally: {e}"
-                        )))
+                        Err(Error::PluginFailed {
+                            plugin: name,
+                            operation: "unload".to_owned(),
+                            reason: format!("the manager task running it ended abnormally: {e}"),
+                        })
                     })
                 })
                 .boxed()
-                .shared(),
-            );
+                .shared();
+            outcomes.insert(id, outcome);
         }
-        pending = rest;
-        if pending.len() == before {
-            // Cannot happen (holding is acyclic); unload the rest without ordering.
-            for slot in pending.drain(..) {
+        if rest.len() == before {
+            // Unreachable while holding is acyclic; never loop forever regardless.
+            for slot in &rest {
                 let inner = Arc::clone(inner);
+                let slot = Arc::clone(slot);
                 let id = slot.id;
                 let task = tokio::spawn(async move { inner.unload(&slot).await });
                 outcomes.insert(
@@ -345,7 +159,9 @@ pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
                         .shared(),
                 );
             }
+            rest.clear();
         }
+        pending = rest;
     }
     let mut report = BatchReport::default();
     for slot in slots {

@@ -16,6 +16,7 @@ mod lifecycle;
 mod load;
 mod path;
 mod registry;
+mod schedule;
 mod services;
 mod unload;
 
@@ -29,7 +30,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use batch::{BatchReport, PluginOutcome, Resolution};
+pub use batch::{BatchReport, PluginOutcome};
 pub use config::{
     ManagerConfig, ManagerConfigBuilder, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
 };
@@ -40,6 +41,7 @@ use crate::context::{CallChain, HostServices, PluginContext};
 use crate::error::{Error, Result};
 use crate::info::{DependencySpec, PluginInfo};
 use crate::plugin::Plugin;
+use crate::resolve::Plan;
 use registry::{Registry, Slot};
 use services::ManagerServices;
 
@@ -67,6 +69,21 @@ impl From<&str> for Target {
 impl From<String> for Target {
     fn from(name: String) -> Self {
         Target::Name(name)
+    }
+}
+
+/// Options for [`PluginManager::unload_plugin_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnloadOptions {
+    /// Unload the plugins that hold this one up first, instead of refusing with
+    /// [`Error::InUse`].
+    pub cascade: bool,
+}
+
+impl UnloadOptions {
+    /// Options with `cascade` set.
+    pub fn cascade() -> Self {
+        Self { cascade: true }
     }
 }
 
@@ -180,6 +197,18 @@ async fn detached(
         })
 }
 
+/// The report of a batch task: a panic in it (a manager bug) is re-raised in
+/// the caller; a cancelled task (the runtime is shutting down) reports nothing.
+fn joined(result: std::result::Result<BatchReport, tokio::task::JoinError>) -> BatchReport {
+    match result {
+        Ok(report) => report,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(_) => BatchReport::default(),
+        },
+    }
+}
+
 impl Default for PluginManager {
     fn default() -> Self {
         Self::new(ManagerConfig::default())
@@ -235,49 +264,90 @@ impl PluginManager {
         .await
     }
 
-    /// Initializes the plugin and makes it `Active`. Ok and nothing done if it
-    /// already is. Concurrent calls for one plugin initialize it once.
+    /// Initializes the plugin and makes it `Active`, bringing its dependencies
+    /// up first, transitively (independent ones in parallel). Ok and nothing
+    /// done if it already is Active. Concurrent calls for one plugin initialize
+    /// it once.
     ///
-    /// Refused before any plugin code runs when a required dependency is missing
-    /// ([`Error::MissingDependency`]), has the wrong version
-    /// ([`Error::VersionConflict`]) or is not active ([`Error::DependencyNotActive`]).
+    /// When it cannot start because of its dependencies it ends `Failed` with the
+    /// reason, which is also returned, and its `initialize` does not run:
+    /// [`Error::MissingDependency`], [`Error::VersionConflict`],
+    /// [`Error::DependencyCycle`], or [`Error::DependencyFailed`] when a
+    /// dependency's own start failed. If a dependency is unloaded concurrently,
+    /// the result is [`Error::DependencyNotActive`] and the state is unchanged.
     /// If `initialize` fails, panics or passes the init timeout, the plugin ends
-    /// `Failed` with that cause, which is also returned; loading it again retries.
+    /// `Failed` with that cause; loading it again retries.
     pub async fn load_plugin(&self, id: Uuid) -> Result<()> {
         let slot = self.inner.slot(id)?;
         let inner = Arc::clone(&self.inner);
         let name = slot.name.clone();
-        detached(&name, "load", async move { inner.load(&slot).await }).await
+        detached(&name, "load", async move {
+            inner.load_with_dependencies(&slot).await
+        })
+        .await
     }
 
     /// Shuts the plugin down (`Unloaded`); it may be loaded again. Ok and nothing
-    /// done if it is not active. Refused with [`Error::InUse`] while active
-    /// dependents hold it up. Waits for calls already running in it (within the
-    /// shutdown timeout) and admits no new ones.
+    /// done if it is not active. Refused with [`Error::InUse`] while dependents
+    /// hold it up (see [`PluginManager::unload_plugin_with`] to unload them too).
+    /// Waits for calls already running in it (within the shutdown timeout) and
+    /// admits no new ones.
     pub async fn unload_plugin(&self, id: Uuid) -> Result<()> {
+        self.unload_plugin_with(id, UnloadOptions::default()).await
+    }
+
+    /// [`PluginManager::unload_plugin`] with options. With `cascade`, the plugins
+    /// holding it up are unloaded first (dependents before their dependencies,
+    /// independent ones in parallel); a dependent's shutdown error is returned
+    /// after the plugin itself is unloaded.
+    pub async fn unload_plugin_with(&self, id: Uuid, options: UnloadOptions) -> Result<()> {
         let slot = self.inner.slot(id)?;
         let inner = Arc::clone(&self.inner);
         let name = slot.name.clone();
-        detached(&name, "unload", async move { inner.unload(&slot).await }).await
+        detached(&name, "unload", async move {
+            if options.cascade {
+                inner.unload_cascade(slot).await
+            } else {
+                inner.unload(&slot).await
+            }
+        })
+        .await
     }
 
-    /// Loads every registered plugin, dependencies first; one plugin's failure
-    /// does not stop the others. Returns each plugin's outcome.
+    /// Loads every registered plugin by the resolved plan: each starts as soon as
+    /// its dependencies are Active, at most `max_parallel` initialize at once.
+    /// A plugin that cannot start ends `Failed` with the reason (see
+    /// [`PluginManager::load_plugin`]); one plugin's failure never stops
+    /// unrelated plugins. Plugins registered while it runs are not part of it
+    /// (load them with another call). Returns each planned plugin's outcome.
     pub async fn load_all_plugins(&self) -> BatchReport {
-        batch::load_all(&self.inner).await
+        let inner = Arc::clone(&self.inner);
+        let path = path::current();
+        let task = tokio::spawn(path::within(
+            path,
+            async move { batch::load_all(&inner).await },
+        ));
+        joined(task.await)
     }
 
-    /// Unloads every plugin, dependents first. Returns each plugin's outcome.
+    /// Unloads every plugin, dependents before their dependencies, independent
+    /// ones in parallel. Returns each plugin's outcome.
     pub async fn unload_all_plugins(&self) -> BatchReport {
-        batch::unload_all(&self.inner).await
+        let inner = Arc::clone(&self.inner);
+        let path = path::current();
+        let task = tokio::spawn(path::within(path, async move {
+            batch::unload_all(&inner).await
+        }));
+        joined(task.await)
     }
 
-    /// The order in which the registered plugins can start: waves of ids whose
-    /// required dependencies are all in earlier waves. Plugins that cannot start
-    /// (missing dependency, version conflict, cycle) are left out with their error.
-    /// Takes a snapshot under a short lock and resolves with no lock held.
-    pub fn resolve_dependencies(&self) -> Resolution {
-        batch::resolve(&self.inner)
+    /// Resolves the registered plugins' dependencies into a start plan
+    /// (topological waves, each plugin's resolved dependencies, and the plugins
+    /// that cannot start with the reason). Two phases, as the spec asks: a
+    /// snapshot under the registry's short read lock, then the resolver with no
+    /// lock held.
+    pub fn resolve_dependencies(&self) -> Plan {
+        self.inner.plan()
     }
 
     /// The plugin with this id.

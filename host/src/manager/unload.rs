@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use futures::future::{BoxFuture, FutureExt};
+
 use super::guard::{run_phase, Phase};
 use super::lifecycle::PluginState;
 use super::path;
@@ -63,6 +65,44 @@ impl Inner {
                 Err(cause)
             }
         }
+    }
+
+    /// Unloads the plugins holding `slot` up (recursively, independent ones in
+    /// parallel), then `slot`. If a dependent comes back up meanwhile (someone
+    /// loaded it again), goes around again, a few times, before giving up with
+    /// `InUse`. Returns the first error of a dependent's shutdown even when
+    /// `slot` itself ended Unloaded (that dependent is Failed; see its state).
+    pub(crate) fn unload_cascade(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+    ) -> BoxFuture<'static, Result<()>> {
+        async move {
+            const ROUNDS: usize = 8;
+            let mut first_error = None;
+            for _ in 0..ROUNDS {
+                let dependents: Vec<_> = slot
+                    .user_ids()
+                    .into_iter()
+                    .filter_map(|id| self.registry.get(id))
+                    .map(|d| Arc::clone(&self).unload_cascade(d))
+                    .collect();
+                for result in futures::future::join_all(dependents).await {
+                    match result {
+                        Ok(()) | Err(Error::InUse { .. }) => {}
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                match self.unload(&slot).await {
+                    Err(Error::InUse { .. }) => continue,
+                    Err(e) => return Err(e),
+                    Ok(()) => return first_error.map_or(Ok(()), Err),
+                }
+            }
+            self.unload(&slot).await
+        }
+        .boxed()
     }
 
     /// Shuts `slot` down if needed and removes it from the registry.

@@ -157,7 +157,7 @@ async fn calls_need_an_active_plugin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_starts_only_on_active_dependencies() {
+async fn load_brings_dependencies_up_and_refuses_what_cannot_start() {
     let manager = PluginManager::default();
     let base = pinger_builder("base", "1.4.0").build();
     let app = pinger_builder("app", "1.0.0")
@@ -169,36 +169,34 @@ async fn a_plugin_starts_only_on_active_dependencies() {
     let wants_new = pinger_builder("picky", "1.0.0")
         .depends_on("base", "^2")
         .build();
-    let base_id = manager.register_plugin(base).unwrap();
+    let base_id = manager.register_plugin(base.clone()).unwrap();
     let app_id = manager.register_plugin(app.clone()).unwrap();
-    let lonely = manager.register_plugin(wants_missing).unwrap();
-    let picky = manager.register_plugin(wants_new).unwrap();
+    let lonely = manager.register_plugin(wants_missing.clone()).unwrap();
+    let picky = manager.register_plugin(wants_new.clone()).unwrap();
 
-    let err = manager.load_plugin(app_id).await.unwrap_err();
-    assert_eq!(
-        err,
-        Error::DependencyNotActive {
-            plugin: "app".into(),
-            dependency: "base".into(),
-            state: "registered".into()
-        }
-    );
-    assert_eq!(manager.status(app_id).unwrap(), PluginState::Registered);
-    assert_eq!(app.counters().initializations(), 0);
+    // Loading app starts base first.
+    manager.load_plugin(app_id).await.unwrap();
+    assert_eq!(manager.status(base_id).unwrap(), PluginState::Active);
+    assert_eq!(manager.status(app_id).unwrap(), PluginState::Active);
 
+    // What cannot start ends Failed with the reason, and its code never runs.
     let err = manager.load_plugin(lonely).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin `lonely` requires `ghost` ^1, which is not installed"
     );
-    manager.load_plugin(base_id).await.unwrap();
+    assert_eq!(
+        manager.status(lonely).unwrap(),
+        PluginState::Failed(Box::new(err))
+    );
     let err = manager.load_plugin(picky).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin `picky` requires `base` ^2, found 1.4.0"
     );
-    manager.load_plugin(app_id).await.unwrap();
-    assert_eq!(manager.status(app_id).unwrap(), PluginState::Active);
+    assert_eq!(manager.status(picky).unwrap().failure(), Some(&err));
+    assert_eq!(wants_missing.counters().initializations(), 0);
+    assert_eq!(wants_new.counters().initializations(), 0);
 
     // base is held up by app: it cannot be unloaded under it.
     let err = manager.unload_plugin(base_id).await.unwrap_err();
@@ -215,6 +213,7 @@ async fn a_plugin_starts_only_on_active_dependencies() {
     manager.unload_plugin(app_id).await.unwrap();
     manager.unload_plugin(base_id).await.unwrap();
     assert_eq!(manager.status(base_id).unwrap(), PluginState::Unloaded);
+    assert_eq!(base.counters().initializations(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,6 @@
-//! The concurrency storm: 64 tasks issue 10,000 random operations over 50
-//! in-process plugins with dependencies; afterwards every lifecycle invariant
+//! The concurrency storm: 64 tasks issue 10,000 random operations (load, which
+//! brings dependencies up; unload; cascading unload; get; with_plugin; status;
+//! call) over 50 in-process plugins with dependencies; afterwards every lifecycle invariant
 //! holds. A watchdog turns a deadlock into a failure, and parking_lot's deadlock
 //! detector runs throughout.
 
@@ -7,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::{Counters, Error, InProcessPlugin, PluginManager, PluginState};
+use host::{Counters, Error, InProcessPlugin, PluginManager, PluginState, UnloadOptions};
 use parking_lot::Mutex;
 use plugin_api::PluginError;
 use serde_json::{json, Value};
@@ -130,6 +131,7 @@ fn expected(op: &str, err: &Error) -> bool {
         ("load", Error::DependencyNotActive { .. })
             | ("load", Error::DependencyFailed { .. })
             | ("unload", Error::InUse { .. })
+            | ("cascade", Error::InUse { .. })
             | ("call", Error::NotActive { .. })
     )
 }
@@ -156,7 +158,13 @@ async fn one_op(manager: &PluginManager, ids: &[Uuid], rng: &mut Rng, tally: &mu
     let id = ids[i];
     match rng.below(100) {
         0..=29 => tally.record("load", manager.load_plugin(id).await),
-        30..=49 => tally.record("unload", manager.unload_plugin(id).await),
+        30..=44 => tally.record("unload", manager.unload_plugin(id).await),
+        45..=49 => tally.record(
+            "cascade",
+            manager
+                .unload_plugin_with(id, UnloadOptions::cascade())
+                .await,
+        ),
         50..=59 => {
             let ok = manager.get_plugin_by_id(id).map(|p| p.info().name.clone()) == Some(name(i))
                 && manager.get_plugin_by_name(&name(i)).is_some();

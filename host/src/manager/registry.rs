@@ -103,7 +103,7 @@ impl Slot {
         match &cell.state {
             PluginState::Active if !cell.users.is_empty() => Err(Error::InUse {
                 plugin: self.name.clone(),
-                dependents: cell.users.values().cloned().collect(),
+                dependents: sorted_names(&cell.users),
             }),
             PluginState::Active => {
                 cell.state = PluginState::ShuttingDown;
@@ -139,7 +139,7 @@ impl Slot {
 
     /// The names of the dependents currently holding this plugin up, sorted.
     pub(crate) fn users(&self) -> Vec<String> {
-        self.cell.lock().users.values().cloned().collect()
+        sorted_names(&self.cell.lock().users)
     }
 
     /// The ids of the dependents currently holding this plugin up.
@@ -199,7 +199,7 @@ impl Slot {
         if !cell.users.is_empty() {
             return Err(Error::InUse {
                 plugin: self.name.clone(),
-                dependents: cell.users.values().cloned().collect(),
+                dependents: sorted_names(&cell.users),
             });
         }
         if !cell.state.is_idle() {
@@ -212,6 +212,13 @@ impl Slot {
         cell.removed = true;
         Ok(())
     }
+}
+
+/// The names in a users map, sorted by name.
+fn sorted_names(users: &BTreeMap<Uuid, String>) -> Vec<String> {
+    let mut names: Vec<String> = users.values().cloned().collect();
+    names.sort();
+    names
 }
 
 /// An admitted call; dropping it lets a waiting shutdown proceed.

@@ -2,6 +2,8 @@
 
 mod cli;
 mod crash;
+mod dag_props;
+mod dependencies;
 mod failures;
 mod loading;
 mod manager_lifecycle;

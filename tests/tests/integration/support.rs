@@ -39,3 +39,53 @@ pub fn manager_with_timeouts(init_ms: u64, shutdown_ms: u64) -> host::PluginMana
             .expect("valid config"),
     )
 }
+
+/// A shared, ordered record of lifecycle steps (`"init:a"`, `"stop:a"`,
+/// `"early:a needs b (registered)"`).
+pub type Log = Arc<parking_lot::Mutex<Vec<String>>>;
+
+/// A plugin that records its initialize and shutdown in `log`, and records an
+/// `early:` entry if it is initialized while a required dependency is not Active.
+/// `deps` are `(name, requirement, optional)`.
+pub fn recording(
+    name: &str,
+    version: &str,
+    deps: &[(&str, &str, bool)],
+    log: &Log,
+) -> InProcessBuilder {
+    let mut b = pinger_builder(name, version);
+    let mut required = Vec::new();
+    for (dep, req, optional) in deps {
+        b = if *optional {
+            b.optionally_depends_on(dep, req)
+        } else {
+            required.push((*dep).to_owned());
+            b.depends_on(dep, req)
+        };
+    }
+    let (init_log, stop_log) = (Arc::clone(log), Arc::clone(log));
+    let (me, me2) = (name.to_owned(), name.to_owned());
+    b.on_initialize(move |ctx| {
+        let mut entries = Vec::new();
+        for d in &required {
+            let state = ctx.status_of(d);
+            if state.as_deref() != Some("active") {
+                entries.push(format!("early:{me} needs {d} ({state:?})"));
+            }
+        }
+        entries.push(format!("init:{me}"));
+        init_log.lock().extend(entries);
+        async { Ok(()) }
+    })
+    .on_shutdown(move |_| {
+        stop_log.lock().push(format!("stop:{me2}"));
+        async { Ok(()) }
+    })
+}
+
+/// The position of `entry` in `log` (panics with the log if absent).
+pub fn position(log: &[String], entry: &str) -> usize {
+    log.iter()
+        .position(|e| e == entry)
+        .unwrap_or_else(|| panic!("{entry} not in {log:?}"))
+}

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
 use uuid::Uuid;
 
 use super::lifecycle::PluginState;
 use super::path;
 use super::registry::Slot;
+use super::schedule::{outcome, Outcome};
 use super::Inner;
 use crate::error::{Error, Result};
 
@@ -92,9 +92,6 @@ impl Inner {
     }
 }
 
-/// One plugin's unload, awaitable by each of its dependencies.
-type Outcome = Shared<BoxFuture<'static, Result<()>>>;
-
 /// Unloads every plugin: each as soon as every plugin holding it up is done,
 /// independent ones in parallel. The order comes from who holds whom right now
 /// (the exact reverse of the order the running plugins were started in).
@@ -104,62 +101,32 @@ pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
     let caller_path = path::current();
     let mut outcomes: HashMap<Uuid, Outcome> = HashMap::new();
     let mut pending: Vec<Arc<Slot>> = slots.clone();
-    // Create each task after its holders' tasks (holding is acyclic: a plugin
-    // can only hold plugins that were Active before it started).
+    // Each plugin's task is created after its holders' tasks, so it can await them.
     while !pending.is_empty() {
-        let before = pending.len();
-        let mut rest = Vec::new();
-        for slot in pending {
-            let users = &holders[&slot.id];
-            let ready = users
+        let (mut ready, mut rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|s| {
+            holders[&s.id]
                 .iter()
-                .all(|u| outcomes.contains_key(u) || !holders.contains_key(u));
-            if !ready {
-                rest.push(slot);
-                continue;
-            }
-            let waits: Vec<Outcome> = users
+                .all(|u| outcomes.contains_key(u) || !holders.contains_key(u))
+        });
+        if ready.is_empty() {
+            // Holding is acyclic (a plugin only holds plugins that were Active
+            // before it started), so this never happens; never loop forever anyway.
+            std::mem::swap(&mut ready, &mut rest);
+        }
+        for slot in ready {
+            let waits: Vec<Outcome> = holders[&slot.id]
                 .iter()
                 .filter_map(|u| outcomes.get(u).cloned())
                 .collect();
+            let (id, name) = (slot.id, slot.name.clone());
             let inner = Arc::clone(inner);
-            let id = slot.id;
-            let name = slot.name.clone();
             let task = tokio::spawn(path::within(caller_path.clone(), async move {
                 for w in waits {
                     let _ = w.await;
                 }
                 inner.unload(&slot).await
             }));
-            let outcome = task
-                .map(move |joined| {
-                    joined.unwrap_or_else(|e| {
-                        Err(Error::PluginFailed {
-                            plugin: name,
-                            operation: "unload".to_owned(),
-                            reason: format!("the manager task running it ended abnormally: {e}"),
-                        })
-                    })
-                })
-                .boxed()
-                .shared();
-            outcomes.insert(id, outcome);
-        }
-        if rest.len() == before {
-            // Unreachable while holding is acyclic; never loop forever regardless.
-            for slot in &rest {
-                let inner = Arc::clone(inner);
-                let slot = Arc::clone(slot);
-                let id = slot.id;
-                let task = tokio::spawn(async move { inner.unload(&slot).await });
-                outcomes.insert(
-                    id,
-                    task.map(|j| j.unwrap_or_else(|e| Err(Error::Config(e.to_string()))))
-                        .boxed()
-                        .shared(),
-                );
-            }
-            rest.clear();
+            outcomes.insert(id, outcome(&name, "unload", task));
         }
         pending = rest;
     }

@@ -16,17 +16,22 @@ use super::Inner;
 use crate::error::{Error, Result};
 use crate::resolve::{self, Plan};
 
-/// One plugin's outcome, awaitable by every dependent.
-type Outcome = Shared<BoxFuture<'static, Result<()>>>;
+/// One plugin's outcome in a batch, awaitable by every plugin that must wait for it.
+pub(crate) type Outcome = Shared<BoxFuture<'static, Result<()>>>;
 
-/// A spawned task's result as an [`Outcome`].
-fn outcome(name: &str, task: tokio::task::JoinHandle<Result<()>>) -> Outcome {
-    let name = name.to_owned();
+/// A spawned task's result as an [`Outcome`]; a task that ended abnormally (a
+/// manager bug) becomes an error naming the plugin and the operation.
+pub(crate) fn outcome(
+    name: &str,
+    operation: &str,
+    task: tokio::task::JoinHandle<Result<()>>,
+) -> Outcome {
+    let (name, operation) = (name.to_owned(), operation.to_owned());
     task.map(move |joined| {
         joined.unwrap_or_else(|e| {
             Err(Error::PluginFailed {
                 plugin: name,
-                operation: "load".to_owned(),
+                operation,
                 reason: format!("the manager task running it ended abnormally: {e}"),
             })
         })
@@ -91,7 +96,7 @@ impl Inner {
                 let _permit = permits.acquire_owned().await;
                 inner.load(&slot).await
             }));
-            outcomes.insert(id, outcome(&self.name_of(id), task));
+            outcomes.insert(id, outcome(&self.name_of(id), "load", task));
         }
         for &id in targets {
             if let (Some(cause), Some(slot)) = (plan.blocked.get(&id), self.registry.get(id)) {
@@ -100,7 +105,7 @@ impl Inner {
                 let task = tokio::spawn(path::within(caller_path.clone(), async move {
                     inner.block(&slot, cause).await
                 }));
-                outcomes.insert(id, outcome(&self.name_of(id), task));
+                outcomes.insert(id, outcome(&self.name_of(id), "load", task));
             }
         }
         for &id in targets {

@@ -8,7 +8,7 @@
 //!   in-process plugins implement directly;
 //! - [`PluginContext`] is what plugin code uses to call back into the host;
 //! - [`PluginManager`] registers plugins and drives their lifecycle;
-//! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests.
+//! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests;
 //! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
 
 pub mod abi_summary;
@@ -22,6 +22,7 @@ pub mod loader;
 pub mod manager;
 pub mod plugin;
 pub mod resolve;
+pub mod safety;
 pub mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
@@ -35,4 +36,5 @@ pub use manager::{
     PluginSummary, Target, UnloadOptions,
 };
 pub use plugin::Plugin;
+pub use safety::{SafetyConfig, ScanReport};
 pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};

@@ -146,3 +146,95 @@ impl PluginDir {
         self.dir.path().join(library_file_name(package))
     }
 }
+
+/// Builds the dedicated probe binary `plugin-probe` (once per test process) into
+/// the fixture target dir and returns its path.
+pub fn probe_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            cargo_build(
+                &workspace_root(),
+                &["-p", "host", "--bin", "plugin-probe"],
+                &fixture_target_dir(),
+            );
+            let path = fixture_target_dir()
+                .join("debug")
+                .join(format!("plugin-probe{}", std::env::consts::EXE_SUFFIX));
+            assert!(path.is_file(), "{} was not built", path.display());
+            path
+        })
+        .clone()
+}
+
+/// Builds (once per test process) the fixture plugin compiled against an edited
+/// copy of plugin-api (`tests/fixtures/_standalone`, its own workspace) and
+/// returns the library's path.
+pub fn abi_mismatch_library() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = workspace_root().join("tests/fixtures/_standalone/abi-mismatch");
+            let target = fixture_target_dir().join("standalone");
+            cargo_build(&dir, &[], &target);
+            let path = target
+                .join("debug")
+                .join(library_file_name("fixture-abi-mismatch"));
+            assert!(path.is_file(), "{} was not built", path.display());
+            path
+        })
+        .clone()
+}
+
+fn cargo_build(dir: &Path, args: &[&str], target_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(dir)
+        .arg("build")
+        .arg("--quiet")
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        out.status.success(),
+        "build failed ({cmd:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compiles `tests/c-fixtures/<name>.c` into a shared library with the system
+/// `cc` (once per test process) and returns its path.
+pub fn c_library(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let source = workspace_root()
+        .join("tests/c-fixtures")
+        .join(format!("{name}.c"));
+    let out_dir = fixture_target_dir().join("c");
+    std::fs::create_dir_all(&out_dir).expect("create the C fixture dir");
+    let path = out_dir.join(format!("lib{name}.so"));
+    // Unique temp name, then rename: parallel test processes never see half a file.
+    let tmp = out_dir.join(format!(".lib{name}.{}.so", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let out = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O0", "-o"])
+        .arg(&tmp)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc} for {}: {e}", source.display()));
+    assert!(
+        out.status.success(),
+        "{cc} failed on {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &path).expect("move the built C fixture into place");
+    built.push((name.to_owned(), path.clone()));
+    path
+}

@@ -1,0 +1,332 @@
+//! The admission pipeline: discover → permission/size/symlink checks → shadow
+//! copy + hash → integrity → cache or probe → open the shadow in the host.
+//!
+//! Cold path per file: one read of the original that hashes and writes the
+//! shadow copy at once, then the probe child opens the *copy*; meanwhile the
+//! host thread goes on with the next files and opens copies as verdicts arrive,
+//! skipping the layout check the probe already ran on those exact bytes.
+//! Warm path per file: `stat`, a cache hit (no read, no probe), and an open of
+//! the existing copy with the layout check skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::cache::{now_ns, CacheEntry, CachedVerdict, FileIdentity, Lookup, ScanCache};
+use super::config::SafetyConfig;
+use super::integrity::Allowlist;
+use super::permissions::{self, Candidate};
+use super::probe::{ProbeOutcome, ProbeWorker};
+use super::protocol::{PluginSummary, Rejection, Verdict};
+use super::report::{Admission, FileReport, ScanReport};
+use super::shadow::{sha256_file, ShadowDir};
+use crate::discovery;
+use crate::error::{Error, Result};
+use crate::loader::{self, LayoutCheck, LayoutVerified};
+
+/// Scans plugin directories without opening any library in this process: every
+/// file gets a status and reason (probe or cache decides). For `list`/`check`.
+pub fn scan_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<ScanReport> {
+    Ok(Pipeline::new(config, false)?.run(dirs)?.report)
+}
+
+/// Scans plugin directories and opens every compatible library in this process,
+/// from its shadow copy. Blocking; from async code use [`admit_dirs_async`].
+///
+/// Errors only for configuration problems (unusable shadow dir, unreadable
+/// allowlist, probe binary missing or built against another interface);
+/// everything about individual files is in the report.
+pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> {
+    Pipeline::new(config, true)?.run(dirs)
+}
+
+/// [`admit_dirs`] on the blocking pool.
+pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
+    tokio::task::spawn_blocking(move || admit_dirs(&dirs, &config))
+        .await
+        .unwrap_or_else(|e| Err(Error::Config(format!("the admission thread failed: {e}"))))
+}
+
+/// A file whose bytes are in the shadow dir and whose verdict is not known yet.
+struct Copied {
+    candidate: Candidate,
+    identity: FileIdentity,
+    sha256: String,
+    shadow: PathBuf,
+}
+
+struct Pipeline<'a> {
+    config: &'a SafetyConfig,
+    load: bool,
+    build_id: &'static str,
+    shadow: ShadowDir,
+    allowlist: Option<Allowlist>,
+    cache: ScanCache,
+    worker: Option<ProbeWorker>,
+    waiting: HashMap<usize, Copied>,
+    unavailable: Option<Error>,
+    admission: Admission,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(config: &'a SafetyConfig, load: bool) -> Result<Self> {
+        Ok(Self {
+            config,
+            load,
+            build_id: loader::interface_build_id(),
+            shadow: ShadowDir::open(&config.shadow_dir)?,
+            allowlist: config
+                .allowlist
+                .as_deref()
+                .map(Allowlist::load)
+                .transpose()?,
+            cache: ScanCache::load(config.cache_path.as_deref()),
+            worker: None,
+            waiting: HashMap::new(),
+            unavailable: None,
+            admission: Admission::default(),
+        })
+    }
+
+    fn run(mut self, dirs: &[PathBuf]) -> Result<Admission> {
+        for dir in dirs {
+            let canonical_dir = match permissions::check_dir(dir, self.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.push_failed(dir, e);
+                    continue;
+                }
+            };
+            let found = match discovery::discover(dir) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.push_failed(dir, e);
+                    continue;
+                }
+            };
+            for path in found {
+                let index = self.admission.report.files.len();
+                self.admission.report.files.push(FileReport::new(&path));
+                if let Err(e) = self.admit_one(index, &path, &canonical_dir) {
+                    self.admission.report.files[index].fail(e);
+                }
+                // Open whatever the probe finished meanwhile.
+                while let Some((i, outcome)) = self.worker.as_ref().and_then(ProbeWorker::try_next)
+                {
+                    self.on_probed(i, outcome);
+                }
+            }
+        }
+        if let Some(worker) = self.worker.take() {
+            let (rest, started) = worker.finish();
+            self.admission.report.probe_processes_started = started;
+            for (i, outcome) in rest {
+                self.on_probed(i, outcome);
+            }
+        }
+        if let Err(e) = self.cache.save() {
+            self.admission.report.cache_error = Some(format!(
+                "cannot save the scan cache {}: {e}",
+                self.config
+                    .cache_path
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ));
+        }
+        match self.unavailable {
+            Some(e) => Err(e),
+            None => Ok(self.admission),
+        }
+    }
+
+    fn push_failed(&mut self, path: &Path, error: Error) {
+        let mut report = FileReport::new(path);
+        report.fail(error);
+        self.admission.report.files.push(report);
+    }
+
+    /// Checks, copies and decides (or hands to the probe) one file.
+    fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
+        let candidate = permissions::check_file(path, canonical_dir, self.config)?;
+        let identity = FileIdentity::new(candidate.canonical.clone(), &candidate.metadata);
+        let cached = match self.cache.lookup(&identity, self.build_id) {
+            Lookup::Clean(e) => Some((e.clone(), false)),
+            Lookup::Racy(e) => Some((e.clone(), true)),
+            Lookup::Miss => None,
+        };
+        // Find (or make) the shadow copy and the content hash.
+        let (sha256, shadow, entry) = match cached {
+            Some((entry, racy)) => match self.shadow.existing(&entry.sha256, identity.size) {
+                Some(shadow) if !racy => (entry.sha256.clone(), shadow, Some(entry)),
+                Some(shadow) => {
+                    let sha = sha256_file(&candidate.canonical).map_err(|e| Error::Refused {
+                        path: path.to_path_buf(),
+                        reason: format!("cannot read it: {e}"),
+                    })?;
+                    if sha == entry.sha256 {
+                        self.cache.confirm(&identity.canonical_path);
+                        (sha, shadow, Some(entry))
+                    } else {
+                        let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
+                        (sha, shadow, None)
+                    }
+                }
+                None => {
+                    let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
+                    let same = sha == entry.sha256;
+                    if same && racy {
+                        self.cache.confirm(&identity.canonical_path);
+                    }
+                    (sha, shadow, same.then_some(entry))
+                }
+            },
+            None => {
+                let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
+                (sha, shadow, None)
+            }
+        };
+        {
+            let report = &mut self.admission.report.files[index];
+            report.sha256 = Some(sha256.clone());
+            report.shadow = Some(shadow.clone());
+        }
+        self.check_integrity(index, path, &sha256)?;
+        let copied = Copied {
+            candidate,
+            identity,
+            sha256,
+            shadow,
+        };
+        if let Some(entry) = entry {
+            self.admission.report.cache_hits += 1;
+            self.admission.report.files[index].from_cache = true;
+            self.conclude(index, &copied, entry.verdict, false);
+            return Ok(());
+        }
+        if self.config.probe {
+            if self.worker.is_none() {
+                let (program, args) = self.config.probe_command().inspect_err(|e| {
+                    self.unavailable.get_or_insert(e.clone());
+                })?;
+                self.worker = Some(ProbeWorker::start(program, args, self.config.probe_timeout));
+            }
+            self.admission.report.probed += 1;
+            if let Some(worker) = &self.worker {
+                worker.submit(index, copied.shadow.clone());
+            }
+            self.waiting.insert(index, copied);
+        } else {
+            // Probe off (documented risk): check in this process, with the full
+            // layout check, on the shadow copy.
+            let verdict = match loader::open_library_as(path, &copied.shadow, LayoutCheck::Verify) {
+                Ok(lib) => {
+                    let plugin = PluginSummary::from_info(&lib.info);
+                    if self.load {
+                        self.admission.libraries.push(lib);
+                    }
+                    CachedVerdict::Compatible { plugin }
+                }
+                Err(e) => CachedVerdict::Rejected {
+                    rejection: Rejection::from_error(&e),
+                },
+            };
+            self.remember(&copied, &verdict);
+            self.conclude(index, &copied, verdict, true);
+        }
+        Ok(())
+    }
+
+    fn check_integrity(&mut self, index: usize, path: &Path, sha256: &str) -> Result<()> {
+        let Some(list) = &self.allowlist else {
+            return Ok(());
+        };
+        match list.check(path, sha256) {
+            Ok(()) => Ok(()),
+            Err(e) if self.config.enforce_allowlist => Err(e),
+            Err(e) => {
+                self.admission.report.files[index]
+                    .warnings
+                    .push(e.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// A probe outcome arrived for file `index`.
+    fn on_probed(&mut self, index: usize, outcome: ProbeOutcome) {
+        let Some(copied) = self.waiting.remove(&index) else {
+            return;
+        };
+        let verdict = match outcome {
+            ProbeOutcome::Verdict(Verdict::Compatible { plugin }) => {
+                CachedVerdict::Compatible { plugin }
+            }
+            ProbeOutcome::Verdict(Verdict::Rejected { rejection }) => CachedVerdict::Rejected {
+                rejection: rejection.readdressed(&copied.shadow, &copied.candidate.path),
+            },
+            ProbeOutcome::Quarantined { reason } => CachedVerdict::Quarantined { reason },
+            ProbeOutcome::Unavailable(e) => {
+                self.admission.report.files[index].fail(e.clone());
+                self.unavailable.get_or_insert(e);
+                return;
+            }
+        };
+        self.remember(&copied, &verdict);
+        self.conclude(index, &copied, verdict, false);
+    }
+
+    fn remember(&mut self, copied: &Copied, verdict: &CachedVerdict) {
+        self.cache.insert(CacheEntry {
+            identity: copied.identity.clone(),
+            sha256: copied.sha256.clone(),
+            interface_build_id: self.build_id.to_owned(),
+            verdict: verdict.clone(),
+            checked_at_ns: now_ns(),
+        });
+    }
+
+    /// Records the verdict for file `index` and, when admitting, opens a
+    /// compatible library's shadow copy (unless `already_loaded`).
+    fn conclude(
+        &mut self,
+        index: usize,
+        copied: &Copied,
+        verdict: CachedVerdict,
+        already_loaded: bool,
+    ) {
+        let path = copied.candidate.path.clone();
+        let report = &mut self.admission.report.files[index];
+        match verdict {
+            CachedVerdict::Compatible { plugin } => {
+                report.succeed(plugin);
+                if self.load && !already_loaded {
+                    // SAFETY: `copied.shadow` is the copy named by `copied.sha256`
+                    // in our private 0700 directory, written by `ShadowDir::copy_in`
+                    // from exactly the bytes it hashed and renamed into place only
+                    // when complete (read-only, checked again for owner/size before
+                    // reuse). The `Compatible` verdict was produced by abi_stable's
+                    // full layout check on those bytes — in the probe child, which
+                    // proved in its handshake that its interface build id equals
+                    // ours, or in this process — and a cached verdict is only used
+                    // when its entry's interface build id equals ours
+                    // (`ScanCache::lookup`) and its content hash names this copy.
+                    // Same bytes + same expected layout = same check result, so
+                    // repeating the check could only pass again.
+                    let proof = unsafe { LayoutVerified::assume() };
+                    match loader::open_library_as(
+                        &path,
+                        &copied.shadow,
+                        LayoutCheck::AlreadyVerified(proof),
+                    ) {
+                        Ok(lib) => self.admission.libraries.push(lib),
+                        Err(e) => report.fail(e),
+                    }
+                }
+            }
+            CachedVerdict::Rejected { rejection } => report.fail(rejection.to_error(&path)),
+            CachedVerdict::Quarantined { reason } => {
+                report.fail(Error::Quarantined { path, reason })
+            }
+        }
+    }
+}

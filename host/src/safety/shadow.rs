@@ -1,0 +1,237 @@
+//! Shadow copies: the host maps a private copy of each library, never the file
+//! the user placed.
+//!
+//! Copies live in a host-owned directory (mode 0700) and are named by their
+//! SHA-256, so (1) the bytes the probe checked are the bytes the host maps — the
+//! probe opens the very same copy; (2) truncating, replacing or rewriting the
+//! original in place cannot touch mapped pages (dlopen of a file that is then
+//! overwritten in place segfaults; of a truncated one, SIGBUS); (3) identical
+//! files share one copy. Copies are made read-only (0500) and written under a
+//! temporary name, then renamed, so a copy with a hash name is always complete
+//! while the system runs. The copy is not fsynced (cost); the default shadow
+//! directory is under `$XDG_RUNTIME_DIR` (tmpfs) when set, which a power loss
+//! empties, and a reused copy is checked for type, owner and size.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Bytes read per chunk while hashing and copying.
+const CHUNK: usize = 256 * 1024;
+
+/// The directory of shadow copies.
+#[derive(Debug, Clone)]
+pub struct ShadowDir {
+    dir: PathBuf,
+}
+
+/// The current effective uid.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+impl ShadowDir {
+    /// Opens (creating if needed, mode 0700) the shadow directory. Refuses a
+    /// directory that is a symlink, not owned by this user, or accessible by
+    /// group/others: whoever can write there could swap the bytes we map.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let io_err = |e: std::io::Error| {
+            Error::Config(format!(
+                "cannot use the shadow directory {}: {e}",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let meta = std::fs::symlink_metadata(dir).map_err(io_err)?;
+        if !meta.is_dir() {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: "the shadow directory is not a directory (a symlink?)".into(),
+            });
+        }
+        if meta.uid() != euid() {
+            return Err(Error::InsecurePermissions {
+                path: dir.to_path_buf(),
+                mode: meta.mode() & 0o7777,
+                owner: meta.uid(),
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the copy of content `sha256` lives.
+    pub fn path_for(&self, sha256: &str) -> PathBuf {
+        self.dir
+            .join(format!("{sha256}.{}", crate::discovery::LIBRARY_EXTENSION))
+    }
+
+    /// The existing copy of content `sha256`, if it is a regular file owned by
+    /// us, not writable by others, with the expected size.
+    pub fn existing(&self, sha256: &str, size: u64) -> Option<PathBuf> {
+        let path = self.path_for(sha256);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        (meta.is_file() && meta.uid() == euid() && meta.mode() & 0o022 == 0 && meta.len() == size)
+            .then_some(path)
+    }
+
+    /// Copies `original` into the shadow directory while hashing it, in one
+    /// pass, and returns `(sha256, copy path)`. `expected` is the identity the
+    /// file was checked under: the opened file must be that inode with that size,
+    /// and it must not change size while being copied, else it is refused.
+    pub fn copy_in(
+        &self,
+        original: &Path,
+        expected: &super::cache::FileIdentity,
+    ) -> Result<(String, PathBuf)> {
+        let refuse = |reason: String| Error::Refused {
+            path: original.to_path_buf(),
+            reason,
+        };
+        let mut src = File::open(original).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        let meta = src
+            .metadata()
+            .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+        if meta.ino() != expected.inode || meta.dev() != expected.dev || meta.len() != expected.size
+        {
+            return Err(refuse("it changed while being admitted; scan again".into()));
+        }
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let shadow_err = |e: std::io::Error| {
+            Error::Config(format!(
+                "cannot write a shadow copy in {}: {e}",
+                self.dir.display()
+            ))
+        };
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(shadow_err)?;
+        let result = (|| {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            let mut total = 0u64;
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
+                };
+                hasher.update(&buf[..n]);
+                dst.write_all(&buf[..n]).map_err(shadow_err)?;
+                total += n as u64;
+            }
+            if total != expected.size {
+                return Err(refuse(format!(
+                    "it changed size while being copied ({} bytes expected, {total} read); scan again",
+                    expected.size
+                )));
+            }
+            Ok(format!("{:x}", hasher.finalize()))
+        })();
+        drop(dst);
+        let sha = match result {
+            Ok(sha) => sha,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let target = self.path_for(&sha);
+        let finish = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500))
+            .and_then(|()| std::fs::rename(&tmp, &target));
+        if let Err(e) = finish {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(shadow_err(e));
+        }
+        Ok((sha, target))
+    }
+}
+
+/// SHA-256 (hex) of a file's bytes, read in chunks (never mapped: a file
+/// truncated while mapped would raise SIGBUS).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::cache::FileIdentity;
+
+    #[test]
+    fn copy_is_named_by_hash_read_only_in_a_private_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
+        let mode = std::fs::metadata(shadow.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let original = tmp.path().join("a.so");
+        std::fs::write(&original, b"hello bytes").unwrap();
+        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let (sha, copy) = shadow.copy_in(&original, &id).unwrap();
+        assert_eq!(sha, sha256_file(&original).unwrap());
+        // Same as `printf 'hello bytes' | sha256sum`.
+        assert_eq!(
+            sha,
+            "5608b71da2b2228faf1aa9fcfdfca682607045d650b3a984b4c752991f97b86d"
+        );
+        assert_eq!(copy, shadow.path_for(&sha));
+        assert_eq!(std::fs::read(&copy).unwrap(), b"hello bytes");
+        assert_eq!(std::fs::metadata(&copy).unwrap().mode() & 0o777, 0o500);
+        assert_eq!(shadow.existing(&sha, 11), Some(copy.clone()));
+        assert_eq!(shadow.existing(&sha, 12), None);
+        // The original can be truncated: the copy keeps its bytes.
+        std::fs::write(&original, b"").unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"hello bytes");
+    }
+
+    #[test]
+    fn a_file_that_changed_since_its_check_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
+        let original = tmp.path().join("a.so");
+        std::fs::write(&original, b"hello bytes").unwrap();
+        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        std::fs::write(&original, b"hello").unwrap();
+        let err = shadow.copy_in(&original, &id).unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("changed"), "{err}");
+    }
+}

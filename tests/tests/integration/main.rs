@@ -2,10 +2,18 @@
 
 mod cli;
 mod crash;
+mod dag_props;
+mod dependencies;
+mod failures;
 mod loading;
+mod manager_lifecycle;
+mod reentrancy;
 mod safety;
 mod safety_cache;
 mod safety_integrity;
 mod safety_shadow;
 mod safety_support;
 mod state;
+mod storm;
+mod support;
+mod watch;

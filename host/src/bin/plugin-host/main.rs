@@ -1,12 +1,17 @@
-//! `plugin-host`: list, check and run native plugins.
+//! `plugin-host`: list, check, lock and run native plugins.
 
+mod inspect;
 mod list;
+mod lock;
+mod safety_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
 /// Discover, check and run native plugins built against plugin-api.
 #[derive(Parser)]
@@ -18,11 +23,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show metadata and load result for every library file, without initializing any plugin.
+    /// Show every library file's metadata, dependencies and verdict, without
+    /// initializing any plugin (and without opening any library in this process).
     List {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Like `list`, but exit 1 when any file is quarantined, incompatible,
+    /// refused or has unresolvable dependencies.
+    Check {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Write an allowlist (SHA-256 of every library file) for `--allowlist`.
+    Lock {
+        /// Where to write it.
+        #[arg(long, short, default_value = "plugins.lock")]
+        output: PathBuf,
         /// Plugin directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -38,21 +67,23 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
+    // The probe child mode is dispatched before anything else runs.
+    if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
+        return host::safety::probe_child::run_probe_child();
+    }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("plugin-host: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match cli.command {
-        Command::List { json, dirs } => {
+        Command::List { json, safety, dirs } => {
             init_tracing("warn");
-            runtime.block_on(list::run(&dirs, json))
+            list::list(&dirs, json, &safety)
+        }
+        Command::Check { json, safety, dirs } => {
+            init_tracing("warn");
+            list::check(&dirs, json, &safety)
+        }
+        Command::Lock { output, dirs } => {
+            init_tracing("warn");
+            lock::lock(&dirs, &output)
         }
     }
 }

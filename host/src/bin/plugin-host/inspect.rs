@@ -1,0 +1,166 @@
+//! What `list` and `check` show: every library file's safety verdict and metadata,
+//! and whether its dependencies let it start. Opens no library in this process.
+
+use std::path::PathBuf;
+
+use host::resolve::{self, Node};
+use host::safety::{self, FileStatus, SafetyConfig};
+use host::{DependencySpec, Result};
+use semver::{Version, VersionReq};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// One library file.
+#[derive(Serialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub interface_version: Option<String>,
+    pub dependencies: Vec<DependencySpec>,
+    /// The file's verdict: `ok`, `quarantined`, `incompatible`, `unopenable`,
+    /// `refused`, `insecure`, `integrity_mismatch` or `error`.
+    pub status: FileStatus,
+    /// Why the file is not usable; null when it is.
+    pub error: Option<String>,
+    /// For a usable file: whether its dependencies let it start.
+    pub startable: Option<bool>,
+    /// For a usable file that cannot start: the reason chain.
+    pub blocked: Option<String>,
+    /// Non-fatal findings (e.g. an allowlist mismatch when not enforcing).
+    pub warnings: Vec<String>,
+    /// Whether the verdict came from the scan cache.
+    pub from_cache: bool,
+}
+
+impl Entry {
+    /// Whether anything about this file needs attention (what `check` fails on).
+    pub fn is_problem(&self) -> bool {
+        self.status != FileStatus::Ok || self.startable == Some(false)
+    }
+}
+
+/// Scans `dirs` and resolves the usable plugins' dependencies.
+pub fn inspect(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Vec<Entry>> {
+    let report = safety::scan_dirs(dirs, config)?;
+    let mut entries = Vec::with_capacity(report.files.len());
+    let mut nodes = Vec::new();
+    for file in report.files {
+        let mut entry = Entry {
+            path: file.path,
+            name: None,
+            version: None,
+            description: None,
+            interface_version: None,
+            dependencies: Vec::new(),
+            status: file.status,
+            error: file.reason,
+            startable: None,
+            blocked: None,
+            warnings: file.warnings,
+            from_cache: file.from_cache,
+        };
+        if let Some(p) = file.plugin {
+            // The probe already validated these strings; a failure here would be a bug
+            // in the probe, reported on the entry rather than hidden.
+            let version = Version::parse(&p.version);
+            let dependencies: std::result::Result<Vec<DependencySpec>, _> = p
+                .dependencies
+                .iter()
+                .map(|d| {
+                    VersionReq::parse(&d.requirement).map(|requirement| DependencySpec {
+                        name: d.name.clone(),
+                        requirement,
+                        optional: d.optional,
+                    })
+                })
+                .collect();
+            entry.name = Some(p.name.clone());
+            entry.version = Some(p.version.clone());
+            entry.description = Some(p.description);
+            entry.interface_version = Some(p.interface_version);
+            match (version, dependencies) {
+                (Ok(version), Ok(dependencies)) => {
+                    entry.dependencies = dependencies.clone();
+                    nodes.push((
+                        entries.len(),
+                        Node {
+                            id: Uuid::new_v4(),
+                            name: p.name,
+                            version,
+                            dependencies,
+                            source: entry.path.display().to_string(),
+                        },
+                    ));
+                }
+                _ => {
+                    entry.status = FileStatus::Incompatible;
+                    entry.error = Some("the probe reported unparsable metadata".to_owned());
+                }
+            }
+        }
+        entries.push(entry);
+    }
+    let plan = resolve::resolve(&nodes.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>());
+    for (index, node) in &nodes {
+        let entry = &mut entries[*index];
+        let startable = plan.is_startable(node.id);
+        entry.startable = Some(startable);
+        if !startable {
+            entry.blocked = plan.explain(node.id);
+        }
+    }
+    Ok(entries)
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Prints entries as a table.
+pub fn print_table(entries: &[Entry]) {
+    println!(
+        "{:<28} {:<16} {:<10} {:<18} DETAIL",
+        "FILE", "NAME", "VERSION", "STATUS"
+    );
+    for e in entries {
+        let deps = e
+            .dependencies
+            .iter()
+            .map(|d| {
+                let opt = if d.optional { " (optional)" } else { "" };
+                format!("{} {}{opt}", d.name, d.requirement)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let status = match (&e.status, e.startable) {
+            (FileStatus::Ok, Some(false)) => "unresolvable".to_owned(),
+            (status, _) => serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        };
+        let detail = if let Some(err) = &e.error {
+            err.clone()
+        } else if let Some(blocked) = &e.blocked {
+            blocked.clone()
+        } else if deps.is_empty() {
+            e.description.clone().unwrap_or_default()
+        } else {
+            format!("needs {deps}")
+        };
+        println!(
+            "{:<28} {:<16} {:<10} {:<18} {detail}",
+            file_name(&e.path),
+            e.name.as_deref().unwrap_or("-"),
+            e.version.as_deref().unwrap_or("-"),
+            status,
+        );
+        for w in &e.warnings {
+            println!("{:<28} warning: {w}", "");
+        }
+    }
+}

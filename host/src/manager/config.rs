@@ -1,0 +1,239 @@
+//! [`ManagerConfig`] and its builder.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The default deadline for one plugin's `initialize` and for its `shutdown`.
+pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default number of plugins `load_all_plugins` initializes at once.
+pub const DEFAULT_MAX_PARALLEL: usize = 16;
+
+/// How the [`super::PluginManager`] behaves. Build one with [`ManagerConfig::builder`];
+/// [`ManagerConfig::default`] is the builder's defaults.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    plugin_dirs: Vec<PathBuf>,
+    state_dir: Option<PathBuf>,
+    init_timeout: Duration,
+    shutdown_timeout: Duration,
+    max_parallel: usize,
+    host_name: String,
+    host_version: String,
+    plugin_config: HashMap<String, Value>,
+    event_capacity: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            plugin_dirs: Vec::new(),
+            state_dir: None,
+            init_timeout: DEFAULT_PHASE_TIMEOUT,
+            shutdown_timeout: DEFAULT_PHASE_TIMEOUT,
+            max_parallel: DEFAULT_MAX_PARALLEL,
+            host_name: "plugin-host".to_owned(),
+            host_version: env!("CARGO_PKG_VERSION").to_owned(),
+            plugin_config: HashMap::new(),
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// A builder starting from the defaults: no plugin dirs, no state dir, 30 s
+    /// init and shutdown timeouts, 16 parallel initializations.
+    pub fn builder() -> ManagerConfigBuilder {
+        ManagerConfigBuilder {
+            config: Self::default(),
+        }
+    }
+
+    /// Directories searched for plugin libraries, in order.
+    pub fn plugin_dirs(&self) -> &[PathBuf] {
+        &self.plugin_dirs
+    }
+
+    /// Where plugin state is persisted (`None`: state is not persisted).
+    pub fn state_dir(&self) -> Option<&PathBuf> {
+        self.state_dir.as_ref()
+    }
+
+    /// The deadline for one plugin's `initialize`.
+    pub fn init_timeout(&self) -> Duration {
+        self.init_timeout
+    }
+
+    /// The deadline for one plugin's `shutdown` (including waiting for its
+    /// in-flight calls to finish).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// How many plugins `load_all_plugins` initializes at the same time.
+    pub fn max_parallel(&self) -> usize {
+        self.max_parallel
+    }
+
+    /// The host application's name, as plugins see it.
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
+    /// The host application's version, as plugins see it.
+    pub fn host_version(&self) -> &str {
+        &self.host_version
+    }
+
+    /// The JSON configuration given to each plugin, by plugin name.
+    pub fn plugin_config(&self) -> &HashMap<String, Value> {
+        &self.plugin_config
+    }
+
+    /// How many lifecycle events a slow subscriber may lag behind before it
+    /// misses some (it then gets `RecvError::Lagged`).
+    pub fn event_capacity(&self) -> usize {
+        self.event_capacity
+    }
+}
+
+/// Builds a [`ManagerConfig`]; [`ManagerConfigBuilder::build`] checks it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ManagerConfigBuilder {
+    config: ManagerConfig,
+}
+
+impl ManagerConfigBuilder {
+    /// Adds a directory to search for plugin libraries.
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.plugin_dirs.push(dir.into());
+        self
+    }
+
+    /// Sets the directory where plugin state is persisted.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the deadline for each plugin's `initialize`.
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.config.init_timeout = timeout;
+        self
+    }
+
+    /// Sets the deadline for each plugin's `shutdown`.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets how many plugins `load_all_plugins` initializes at once.
+    pub fn max_parallel(mut self, max: usize) -> Self {
+        self.config.max_parallel = max;
+        self
+    }
+
+    /// Sets the host name plugins see.
+    pub fn host_name(mut self, name: impl Into<String>) -> Self {
+        self.config.host_name = name.into();
+        self
+    }
+
+    /// Sets the host version plugins see.
+    pub fn host_version(mut self, version: impl Into<String>) -> Self {
+        self.config.host_version = version.into();
+        self
+    }
+
+    /// Sets the JSON configuration of the plugin called `plugin`.
+    pub fn plugin_config(mut self, plugin: impl Into<String>, config: Value) -> Self {
+        self.config.plugin_config.insert(plugin.into(), config);
+        self
+    }
+
+    /// Sets how many lifecycle events a subscriber may lag behind.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.config.event_capacity = capacity;
+        self
+    }
+
+    /// Checks the values and returns the configuration, or [`Error::Config`]
+    /// naming the bad setting.
+    pub fn build(self) -> Result<ManagerConfig> {
+        let c = &self.config;
+        if c.init_timeout.is_zero() {
+            return Err(Error::Config(
+                "the init timeout must be longer than zero".into(),
+            ));
+        }
+        if c.shutdown_timeout.is_zero() {
+            return Err(Error::Config(
+                "the shutdown timeout must be longer than zero".into(),
+            ));
+        }
+        if c.max_parallel == 0 {
+            return Err(Error::Config(
+                "max parallel initializations must be at least 1".into(),
+            ));
+        }
+        if c.event_capacity == 0 {
+            return Err(Error::Config(
+                "the event capacity must be at least 1".into(),
+            ));
+        }
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sets_everything() {
+        let c = ManagerConfig::builder()
+            .plugin_dir("/a")
+            .plugin_dir("/b")
+            .state_dir("/s")
+            .init_timeout(Duration::from_millis(5))
+            .shutdown_timeout(Duration::from_millis(6))
+            .max_parallel(3)
+            .host_name("app")
+            .host_version("9.9.9")
+            .plugin_config("hello", serde_json::json!({"x": 1}))
+            .build()
+            .unwrap();
+        assert_eq!(c.plugin_dirs(), [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.state_dir(), Some(&PathBuf::from("/s")));
+        assert_eq!(c.init_timeout(), Duration::from_millis(5));
+        assert_eq!(c.shutdown_timeout(), Duration::from_millis(6));
+        assert_eq!(c.max_parallel(), 3);
+        assert_eq!((c.host_name(), c.host_version()), ("app", "9.9.9"));
+        assert_eq!(c.plugin_config()["hello"]["x"], 1);
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = ManagerConfig::default();
+        assert_eq!(c.init_timeout(), DEFAULT_PHASE_TIMEOUT);
+        assert_eq!(c.shutdown_timeout(), DEFAULT_PHASE_TIMEOUT);
+        assert!(c.state_dir().is_none());
+        let err = ManagerConfig::builder()
+            .max_parallel(0)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("max parallel"), "{err}");
+        let err = ManagerConfig::builder()
+            .init_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("init timeout"), "{err}");
+    }
+}

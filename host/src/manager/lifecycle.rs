@@ -1,0 +1,175 @@
+//! The lifecycle state machine: states, the transitions allowed between them,
+//! and the events published when a plugin changes state.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Where a plugin is in its life.
+///
+/// ```text
+/// Registered ──► Initializing ──► Active ──► ShuttingDown ──► Unloaded
+///     ▲               │                            │             │
+///     │               ▼                            ▼             │
+///     │            Failed ◄────────────────────────┘             │
+///     │               │  (retry: load again)                     │
+///     └─ Initializing ◄──────────────────────────────────────────┘
+/// ```
+///
+/// `Failed` is also entered directly from `Registered`, `Unloaded` or `Failed`
+/// when a plugin cannot start because a dependency failed; no plugin code runs
+/// on that transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginState {
+    /// Known to the manager; none of its lifecycle code has run.
+    Registered,
+    /// `initialize` is running.
+    Initializing,
+    /// Initialized and accepting calls.
+    Active,
+    /// `shutdown` is running (or waiting for in-flight calls to finish).
+    ShuttingDown,
+    /// Shut down cleanly; may be loaded again.
+    Unloaded,
+    /// Initialize or shutdown failed (or a dependency did); the cause is kept.
+    /// A failed plugin may be loaded again once the cause is gone.
+    Failed(Box<Error>),
+}
+
+impl PluginState {
+    /// The state's name in lower case (`"active"`, `"shutting_down"`, `"failed"`, ...),
+    /// without the failure cause. This is what plugins see through the host context.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PluginState::Registered => "registered",
+            PluginState::Initializing => "initializing",
+            PluginState::Active => "active",
+            PluginState::ShuttingDown => "shutting_down",
+            PluginState::Unloaded => "unloaded",
+            PluginState::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the plugin accepts calls.
+    pub fn is_active(&self) -> bool {
+        matches!(self, PluginState::Active)
+    }
+
+    /// Whether the plugin is in the middle of a lifecycle operation.
+    pub fn is_transitional(&self) -> bool {
+        matches!(self, PluginState::Initializing | PluginState::ShuttingDown)
+    }
+
+    /// Whether no plugin code is running or live for this plugin: it may be
+    /// initialized (again) or removed.
+    pub fn is_idle(&self) -> bool {
+        matches!(
+            self,
+            PluginState::Registered | PluginState::Unloaded | PluginState::Failed(_)
+        )
+    }
+
+    /// The cause of a failure, for a `Failed` state.
+    pub fn failure(&self) -> Option<&Error> {
+        match self {
+            PluginState::Failed(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Whether the state machine allows going from `self` to `to`.
+    pub fn can_become(&self, to: &PluginState) -> bool {
+        use PluginState::*;
+        match (self, to) {
+            (Registered | Unloaded | Failed(_), Initializing) => true,
+            (Initializing, Active | Failed(_)) => true,
+            (Active, ShuttingDown) => true,
+            (ShuttingDown, Unloaded | Failed(_)) => true,
+            // Blocked by a failed dependency: no plugin code runs.
+            (Registered | Unloaded | Failed(_), Failed(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for PluginState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginState::Failed(cause) => write!(f, "failed ({cause})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One state change of one plugin, as published to the receivers of
+/// [`super::PluginManager::subscribe`].
+///
+/// Events of one plugin arrive in the order the transitions happened (they are
+/// sent while that plugin's lifecycle lock is held); events of different plugins
+/// interleave freely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleEvent {
+    /// The plugin's id.
+    pub id: Uuid,
+    /// The plugin's name.
+    pub name: String,
+    /// The state before.
+    pub from: PluginState,
+    /// The state after.
+    pub to: PluginState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PluginState::*;
+    use super::*;
+
+    fn failed() -> PluginState {
+        Failed(Box::new(Error::Config("x".into())))
+    }
+
+    #[test]
+    fn allowed_transitions() {
+        let all = [
+            Registered,
+            Initializing,
+            Active,
+            ShuttingDown,
+            Unloaded,
+            failed(),
+        ];
+        let allowed: Vec<(&str, &str)> = all
+            .iter()
+            .flat_map(|from| {
+                all.iter()
+                    .filter(|to| from.can_become(to))
+                    .map(move |to| (from.name(), to.name()))
+            })
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                ("registered", "initializing"),
+                ("registered", "failed"),
+                ("initializing", "active"),
+                ("initializing", "failed"),
+                ("active", "shutting_down"),
+                ("shutting_down", "unloaded"),
+                ("shutting_down", "failed"),
+                ("unloaded", "initializing"),
+                ("unloaded", "failed"),
+                ("failed", "initializing"),
+                ("failed", "failed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn display_keeps_the_cause() {
+        assert_eq!(Active.to_string(), "active");
+        assert_eq!(failed().to_string(), "failed (invalid configuration: x)");
+        assert_eq!(failed().failure(), Some(&Error::Config("x".into())));
+    }
+}

@@ -1,0 +1,466 @@
+//! The plugin manager: registers plugins, drives their lifecycle, routes calls
+//! between them, and never holds a lock across an `.await`.
+//!
+//! See `LOCKING.md` next to this file for every lock, what it guards and the
+//! ordering rule. In short: registry data sits behind `parking_lot` locks taken
+//! only in small synchronous functions; each plugin's lifecycle is serialized by
+//! its own `tokio` mutex; calls never take a lifecycle lock.
+
+mod batch;
+mod call;
+mod config;
+mod deps;
+mod directory;
+mod guard;
+mod lifecycle;
+mod load;
+mod path;
+mod registry;
+mod schedule;
+mod services;
+mod unload;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use batch::{BatchReport, PluginOutcome};
+pub use config::{
+    ManagerConfig, ManagerConfigBuilder, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
+};
+pub use directory::{DirectoryReport, RegisteredLibrary};
+pub use lifecycle::{LifecycleEvent, PluginState};
+
+use crate::context::{CallChain, HostServices, PluginContext};
+use crate::error::{Error, Result};
+use crate::info::{DependencySpec, PluginInfo};
+use crate::plugin::Plugin;
+use crate::resolve::Plan;
+use registry::{Registry, Slot};
+use services::ManagerServices;
+
+/// Names a plugin for [`PluginManager::call`]: by id or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// By id.
+    Id(Uuid),
+    /// By name.
+    Name(String),
+}
+
+impl From<Uuid> for Target {
+    fn from(id: Uuid) -> Self {
+        Target::Id(id)
+    }
+}
+
+impl From<&str> for Target {
+    fn from(name: &str) -> Self {
+        Target::Name(name.to_owned())
+    }
+}
+
+impl From<String> for Target {
+    fn from(name: String) -> Self {
+        Target::Name(name)
+    }
+}
+
+/// Options for [`PluginManager::unload_plugin_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnloadOptions {
+    /// Unload the plugins that hold this one up first, instead of refusing with
+    /// [`Error::InUse`].
+    pub cascade: bool,
+}
+
+impl UnloadOptions {
+    /// Options with `cascade` set.
+    pub fn cascade() -> Self {
+        Self { cascade: true }
+    }
+}
+
+/// One plugin as listed by [`PluginManager::plugins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSummary {
+    /// Its id.
+    pub id: Uuid,
+    /// Its metadata.
+    pub info: PluginInfo,
+    /// Its current state.
+    pub state: PluginState,
+    /// Dependents currently holding it up (they are not idle), sorted.
+    pub dependents: Vec<String>,
+}
+
+impl PluginSummary {
+    /// Its declared dependencies.
+    pub fn dependencies(&self) -> &[DependencySpec] {
+        &self.info.dependencies
+    }
+}
+
+/// Registers plugins and drives them through their lifecycle.
+///
+/// Cheap to clone (an `Arc` inside); every method takes `&self` and may be called
+/// from any task, concurrently. Lifecycle operations (`load_plugin`,
+/// `unload_plugin`, `unregister_plugin`) run on their own tokio task, so dropping
+/// the future that awaits one does not leave a plugin half-initialized.
+///
+/// Plugins are not shut down when the manager is dropped: call
+/// [`PluginManager::unload_all_plugins`] first.
+#[derive(Clone)]
+pub struct PluginManager {
+    inner: Arc<Inner>,
+}
+
+/// The shared state behind a [`PluginManager`].
+pub(crate) struct Inner {
+    config: ManagerConfig,
+    /// All plugins (locks documented on [`Registry`] and [`Slot`]).
+    registry: Registry,
+    /// Guards: the JSON configuration of each plugin, by name (starts as the
+    /// config's). A `parking_lot` lock taken only in `plugin_config` /
+    /// `set_plugin_config`, never across `.await`, never with another lock held.
+    plugin_config: RwLock<HashMap<String, Value>>,
+    /// Lifecycle events; `send` never blocks. Not a lock.
+    events: broadcast::Sender<LifecycleEvent>,
+    /// What plugin contexts point at (weakly), so plugins never keep the manager alive.
+    services: Arc<ManagerServices>,
+}
+
+impl Inner {
+    /// A context for code of `slot` running on `chain`.
+    fn context(&self, slot: &Slot, chain: CallChain) -> PluginContext {
+        let services: Arc<dyn HostServices> = self.services.clone();
+        let host: Weak<dyn HostServices> = Arc::downgrade(&services);
+        PluginContext::new(&slot.name, chain, host)
+    }
+
+    /// Moves `slot` to `to` and publishes the event. Only the holder of the
+    /// slot's lifecycle lock calls this.
+    fn set_state(&self, slot: &Slot, to: PluginState) -> Result<()> {
+        let from = slot.transition(to.clone())?;
+        self.emit(slot, from, to);
+        Ok(())
+    }
+
+    /// Publishes one transition (ignored when nobody listens).
+    fn emit(&self, slot: &Slot, from: PluginState, to: PluginState) {
+        tracing::debug!(plugin = %slot.name, from = from.name(), to = to.name(), "lifecycle");
+        let _ = self.events.send(LifecycleEvent {
+            id: slot.id,
+            name: slot.name.clone(),
+            from,
+            to,
+        });
+    }
+
+    fn slot(&self, id: Uuid) -> Result<Arc<Slot>> {
+        self.registry.get(id).ok_or(Error::NotFound(id))
+    }
+
+    fn slot_of(&self, target: &Target) -> Result<Arc<Slot>> {
+        match target {
+            Target::Id(id) => self.slot(*id),
+            Target::Name(name) => self
+                .registry
+                .get_by_name(name)
+                .ok_or_else(|| Error::NotFoundByName(name.clone())),
+        }
+    }
+}
+
+/// Runs a lifecycle operation on its own task, carrying the lifecycle path, so
+/// cancelling the caller cannot leave the plugin half-way through a transition.
+async fn detached(
+    plugin: &str,
+    operation: &str,
+    work: impl Future<Output = Result<()>> + Send + 'static,
+) -> Result<()> {
+    let path = path::current();
+    tokio::spawn(path::within(path, work))
+        .await
+        .unwrap_or_else(|join| {
+            Err(Error::PluginFailed {
+                plugin: plugin.to_owned(),
+                operation: operation.to_owned(),
+                reason: format!("the manager task running it ended abnormally: {join}"),
+            })
+        })
+}
+
+/// The report of a batch task: a panic in it (a manager bug) is re-raised in
+/// the caller; a cancelled task (the runtime is shutting down) reports nothing.
+fn joined(result: std::result::Result<BatchReport, tokio::task::JoinError>) -> BatchReport {
+    match result {
+        Ok(report) => report,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(_) => BatchReport::default(),
+        },
+    }
+}
+
+impl Default for PluginManager {
+    fn default() -> Self {
+        Self::new(ManagerConfig::default())
+    }
+}
+
+impl PluginManager {
+    /// A manager with `config` and no plugins.
+    pub fn new(config: ManagerConfig) -> Self {
+        let (events, _) = broadcast::channel(config.event_capacity());
+        let plugin_config = RwLock::new(config.plugin_config().clone());
+        let inner = Arc::new_cyclic(|weak| Inner {
+            config,
+            registry: Registry::default(),
+            plugin_config,
+            events,
+            services: Arc::new(ManagerServices::new(weak.clone())),
+        });
+        Self { inner }
+    }
+
+    /// The configuration the manager was built with.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
+    }
+
+    /// Receives every lifecycle transition from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Registers `plugin` (state `Registered`) and returns its new id. Refused
+    /// with [`Error::DuplicateName`], naming both sources, when a plugin of the
+    /// same name is registered.
+    pub fn register_plugin(&self, plugin: Arc<dyn Plugin>) -> Result<Uuid> {
+        let slot = self.inner.registry.insert(plugin)?;
+        tracing::info!(plugin = %slot.name, id = %slot.id, source = %slot.source, "registered");
+        Ok(slot.id)
+    }
+
+    /// Shuts the plugin down if it is active, then forgets it. Refused with
+    /// [`Error::InUse`] while active dependents hold it up. If its shutdown fails
+    /// the plugin stays registered as `Failed` (unregistering again removes it).
+    pub async fn unregister_plugin(&self, id: Uuid) -> Result<()> {
+        let slot = self.inner.slot(id)?;
+        let inner = Arc::clone(&self.inner);
+        let name = slot.name.clone();
+        detached(
+            &name,
+            "unregister",
+            async move { inner.unregister(&slot).await },
+        )
+        .await
+    }
+
+    /// Initializes the plugin and makes it `Active`, bringing its dependencies
+    /// up first, transitively (independent ones in parallel). Ok and nothing
+    /// done if it already is Active. Concurrent calls for one plugin initialize
+    /// it once.
+    ///
+    /// When it cannot start because of its dependencies it ends `Failed` with the
+    /// reason, which is also returned, and its `initialize` does not run:
+    /// [`Error::MissingDependency`], [`Error::VersionConflict`],
+    /// [`Error::DependencyCycle`], or [`Error::DependencyFailed`] when a
+    /// dependency's own start failed. If a dependency is unloaded concurrently,
+    /// the result is [`Error::DependencyNotActive`] and the state is unchanged.
+    /// If `initialize` fails, panics or passes the init timeout, the plugin ends
+    /// `Failed` with that cause; loading it again retries.
+    pub async fn load_plugin(&self, id: Uuid) -> Result<()> {
+        let slot = self.inner.slot(id)?;
+        let inner = Arc::clone(&self.inner);
+        let name = slot.name.clone();
+        detached(&name, "load", async move {
+            inner.load_with_dependencies(&slot).await
+        })
+        .await
+    }
+
+    /// Shuts the plugin down (`Unloaded`); it may be loaded again. Ok and nothing
+    /// done if it is not active. Refused with [`Error::InUse`] while dependents
+    /// hold it up (see [`PluginManager::unload_plugin_with`] to unload them too).
+    /// Waits for calls already running in it (within the shutdown timeout) and
+    /// admits no new ones.
+    pub async fn unload_plugin(&self, id: Uuid) -> Result<()> {
+        self.unload_plugin_with(id, UnloadOptions::default()).await
+    }
+
+    /// [`PluginManager::unload_plugin`] with options. With `cascade`, the plugins
+    /// holding it up are unloaded first (dependents before their dependencies,
+    /// independent ones in parallel); a dependent's shutdown error is returned
+    /// after the plugin itself is unloaded.
+    pub async fn unload_plugin_with(&self, id: Uuid, options: UnloadOptions) -> Result<()> {
+        let slot = self.inner.slot(id)?;
+        let inner = Arc::clone(&self.inner);
+        let name = slot.name.clone();
+        detached(&name, "unload", async move {
+            if options.cascade {
+                inner.unload_cascade(slot).await
+            } else {
+                inner.unload(&slot).await
+            }
+        })
+        .await
+    }
+
+    /// Loads every registered plugin by the resolved plan: each starts as soon as
+    /// its dependencies are Active, at most `max_parallel` initialize at once.
+    /// A plugin that cannot start ends `Failed` with the reason (see
+    /// [`PluginManager::load_plugin`]); one plugin's failure never stops
+    /// unrelated plugins. Plugins registered while it runs are not part of it
+    /// (load them with another call). Returns each planned plugin's outcome.
+    pub async fn load_all_plugins(&self) -> BatchReport {
+        let inner = Arc::clone(&self.inner);
+        let path = path::current();
+        let task = tokio::spawn(path::within(
+            path,
+            async move { batch::load_all(&inner).await },
+        ));
+        joined(task.await)
+    }
+
+    /// Unloads every plugin, dependents before their dependencies, independent
+    /// ones in parallel. Returns each plugin's outcome.
+    pub async fn unload_all_plugins(&self) -> BatchReport {
+        let inner = Arc::clone(&self.inner);
+        let path = path::current();
+        let task = tokio::spawn(path::within(path, async move {
+            batch::unload_all(&inner).await
+        }));
+        joined(task.await)
+    }
+
+    /// Resolves the registered plugins' dependencies into a start plan
+    /// (topological waves, each plugin's resolved dependencies, and the plugins
+    /// that cannot start with the reason). Two phases, as the spec asks: a
+    /// snapshot under the registry's short read lock, then the resolver with no
+    /// lock held.
+    pub fn resolve_dependencies(&self) -> Plan {
+        self.inner.plan()
+    }
+
+    /// The plugin with this id.
+    pub fn get_plugin_by_id(&self, id: Uuid) -> Option<Arc<dyn Plugin>> {
+        self.inner.registry.get(id).map(|s| Arc::clone(&s.plugin))
+    }
+
+    /// The plugin with this name.
+    pub fn get_plugin_by_name(&self, name: &str) -> Option<Arc<dyn Plugin>> {
+        self.inner
+            .registry
+            .get_by_name(name)
+            .map(|s| Arc::clone(&s.plugin))
+    }
+
+    /// The id of the plugin with this name.
+    pub fn id_of(&self, name: &str) -> Option<Uuid> {
+        self.inner.registry.get_by_name(name).map(|s| s.id)
+    }
+
+    /// Runs `f` with the plugin with this id. The registry lock is released
+    /// before `f` runs: `f` may await, call the manager, take as long as it likes.
+    pub async fn with_plugin<R, F, Fut>(&self, id: Uuid, f: F) -> Result<R>
+    where
+        F: FnOnce(Arc<dyn Plugin>) -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let plugin = self.get_plugin_by_id(id).ok_or(Error::NotFound(id))?;
+        Ok(f(plugin).await)
+    }
+
+    /// The plugin's current state.
+    pub fn status(&self, id: Uuid) -> Result<PluginState> {
+        Ok(self.inner.slot(id)?.state())
+    }
+
+    /// The state of the plugin with this name.
+    pub fn status_by_name(&self, name: &str) -> Result<PluginState> {
+        Ok(self.inner.slot_of(&Target::from(name))?.state())
+    }
+
+    /// Every registered plugin, in registration order.
+    pub fn plugins(&self) -> Vec<PluginSummary> {
+        self.inner
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|s| PluginSummary {
+                id: s.id,
+                info: s.plugin.info().clone(),
+                state: s.state(),
+                dependents: s.users(),
+            })
+            .collect()
+    }
+
+    /// Calls `method` on an `Active` plugin with JSON `args`. Fails with
+    /// [`Error::NotActive`] otherwise. A panic in the plugin is caught and returned
+    /// as [`Error::PluginPanicked`]; its error as [`Error::PluginFailed`].
+    pub async fn call(
+        &self,
+        target: impl Into<Target>,
+        method: &str,
+        args: Value,
+    ) -> Result<Value> {
+        let slot = self.inner.slot_of(&target.into())?;
+        self.inner
+            .call_slot(&slot, CallChain::default(), method, args)
+            .await
+    }
+
+    /// Finds the plugin libraries in `dir`, opens them concurrently on the
+    /// blocking pool and registers each. A file that fails gets its own error in
+    /// the report; the others are still registered. Fails as a whole only when
+    /// the directory cannot be read.
+    pub async fn load_directory(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
+        directory::load_directory(self, dir.as_ref()).await
+    }
+
+    /// [`PluginManager::load_directory`] for every configured plugin directory;
+    /// an unreadable directory is an error entry in the report.
+    pub async fn load_plugin_dirs(&self) -> DirectoryReport {
+        let mut report = DirectoryReport::default();
+        for dir in self.inner.config.plugin_dirs().to_vec() {
+            match self.load_directory(&dir).await {
+                Ok(r) => report.merge(r),
+                Err(e) => report.failed.push((dir, e)),
+            }
+        }
+        report
+    }
+
+    /// The JSON configuration the plugin `name` sees (`Value::Null` when none).
+    pub fn plugin_config(&self, name: &str) -> Value {
+        self.inner.plugin_config(name)
+    }
+
+    /// Replaces the JSON configuration of plugin `name`; its next `initialize`
+    /// (and every later `config()` read) sees it.
+    pub fn set_plugin_config(&self, name: &str, config: Value) {
+        self.inner
+            .plugin_config
+            .write()
+            .insert(name.to_owned(), config);
+    }
+}
+
+impl Inner {
+    fn plugin_config(&self, name: &str) -> Value {
+        self.plugin_config
+            .read()
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}

@@ -1,0 +1,121 @@
+//! Unloading one plugin (Active → ShuttingDown → Unloaded or Failed) and
+//! unregistering it.
+
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+
+use super::guard::{run_phase, Phase};
+use super::lifecycle::PluginState;
+use super::path;
+use super::registry::{ShutdownStart, Slot};
+use super::Inner;
+use crate::context::CallChain;
+use crate::error::{Error, Result};
+
+impl Inner {
+    /// Shuts `slot` down (see `PluginManager::unload_plugin`).
+    pub(crate) async fn unload(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
+        if slot.state().is_idle() {
+            return if slot.is_removed() {
+                Err(Error::NotFound(slot.id))
+            } else {
+                Ok(())
+            };
+        }
+        self.refuse_reentry(slot, PluginState::Unloaded.name())?;
+        let _lifecycle = slot.lifecycle.lock().await;
+        if slot.is_removed() {
+            return Err(Error::NotFound(slot.id));
+        }
+        self.unload_locked(slot).await
+    }
+
+    /// Shuts `slot` down if it is Active; the caller holds `slot.lifecycle`.
+    pub(crate) async fn unload_locked(&self, slot: &Arc<Slot>) -> Result<()> {
+        match slot.begin_shutdown()? {
+            ShutdownStart::Idle => return Ok(()),
+            ShutdownStart::Started => {
+                self.emit(slot, PluginState::Active, PluginState::ShuttingDown)
+            }
+        }
+        let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
+        let work = path::entering(slot.id, async {
+            // The gate is closed; let the calls already inside finish first.
+            slot.drain_calls().await;
+            slot.plugin.shutdown(ctx).await
+        });
+        let outcome = run_phase(
+            &slot.name,
+            Phase::Shutdown,
+            self.config.shutdown_timeout(),
+            work,
+        )
+        .await;
+        self.release_holds(slot);
+        match outcome {
+            Ok(()) => {
+                self.set_state(slot, PluginState::Unloaded)?;
+                tracing::info!(plugin = %slot.name, "unloaded");
+                Ok(())
+            }
+            Err(cause) => {
+                tracing::warn!(plugin = %slot.name, error = %cause, "shutdown failed");
+                self.set_state(slot, PluginState::Failed(Box::new(cause.clone())))?;
+                Err(cause)
+            }
+        }
+    }
+
+    /// Unloads the plugins holding `slot` up (recursively, independent ones in
+    /// parallel), then `slot`. If a dependent comes back up meanwhile (someone
+    /// loaded it again), goes around again, a few times, before giving up with
+    /// `InUse`. Returns the first error of a dependent's shutdown even when
+    /// `slot` itself ended Unloaded (that dependent is Failed; see its state).
+    pub(crate) fn unload_cascade(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+    ) -> BoxFuture<'static, Result<()>> {
+        async move {
+            const ROUNDS: usize = 8;
+            let mut first_error = None;
+            for _ in 0..ROUNDS {
+                let dependents: Vec<_> = slot
+                    .user_ids()
+                    .into_iter()
+                    .filter_map(|id| self.registry.get(id))
+                    .map(|d| Arc::clone(&self).unload_cascade(d))
+                    .collect();
+                for result in futures::future::join_all(dependents).await {
+                    match result {
+                        Ok(()) | Err(Error::InUse { .. }) => {}
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                match self.unload(&slot).await {
+                    Err(Error::InUse { .. }) => continue,
+                    Err(e) => return Err(e),
+                    Ok(()) => return first_error.map_or(Ok(()), Err),
+                }
+            }
+            self.unload(&slot).await
+        }
+        .boxed()
+    }
+
+    /// Shuts `slot` down if needed and removes it from the registry.
+    pub(crate) async fn unregister(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
+        self.refuse_reentry(slot, "unregistered")?;
+        let _lifecycle = slot.lifecycle.lock().await;
+        if slot.is_removed() {
+            return Err(Error::NotFound(slot.id));
+        }
+        self.unload_locked(slot).await?;
+        slot.mark_removed()?;
+        self.registry.remove(slot.id);
+        tracing::info!(plugin = %slot.name, "unregistered");
+        Ok(())
+    }
+}

@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks: dependency resolution at 1k and 10k plugins,
-//! registry lookup, one durable state save.
+//! registry lookup (manager vs a tokio RwLock registry, uncontended), one
+//! durable state save.
 //!
 //! `cargo bench -p host --bench micro` (part of `cargo xtask bench`); under
 //! `cargo test --all-targets` criterion runs each benchmark once as a smoke test.
@@ -55,9 +56,24 @@ fn bench_lookup(c: &mut Criterion) {
         .map(|p| (Uuid::new_v4(), p))
         .collect();
     let ids: Vec<Uuid> = plugins.iter().map(|(id, _)| *id).collect();
+    let manager = host::PluginManager::default();
+    let manager_ids: Vec<Uuid> = plugins
+        .iter()
+        .map(|(_, p)| {
+            manager
+                .register_plugin(Arc::clone(p))
+                .expect("unique names")
+        })
+        .collect();
     let baseline = baselines::TokioRwLockRegistry::new(plugins);
     let mut group = c.benchmark_group("lookup");
     let mut i = 0;
+    group.bench_function("manager_get_plugin_by_id", |b| {
+        b.iter(|| {
+            i = (i + 1) % manager_ids.len();
+            manager.get_plugin_by_id(manager_ids[i])
+        })
+    });
     group.bench_function("tokio_rwlock_baseline", |b| {
         b.to_async(&rt).iter(|| {
             i = (i + 1) % ids.len();

@@ -6,8 +6,10 @@
 //! - `warm-load DIR WORK`: WORK holds the cache and copies a cold run left.
 //! - `probe-only DIR`: one probe child opening every file, nothing else: the
 //!   probe's own cost per library.
-//! - `tick-managed DIR WORK`: a cold admission on the blocking pool while the
-//!   1 ms ticker runs (see [`crate::tick`]).
+//! - `tick-managed DIR`: `PluginManager::load_directory` while the 1 ms
+//!   tickers run (see [`crate::tick`]);
+//! - `tick-admission DIR WORK`: a cold admission (`admit_dirs_async`, on the
+//!   blocking pool) while the tickers run.
 //!
 //! The probe binary is the `plugin-probe` cargo builds next to this bench.
 
@@ -15,6 +17,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use host::manager::PluginManager;
 use host::safety::probe::{ProbeOutcome, ProbeWorker};
 use host::safety::{admit_dirs, admit_dirs_async, SafetyConfig};
 use serde_json::{json, Value};
@@ -65,6 +68,20 @@ pub fn phase(name: &str, args: &[OsString]) -> Result<Value, String> {
         "warm-load" => admit_phase(&arg(0)?, &arg(1)?, false),
         "probe-only" => probe_phase(&arg(0)?),
         "tick-managed" => {
+            let dir = arg(0)?;
+            crate::tick::measure(async move {
+                let manager = PluginManager::default();
+                let report = manager
+                    .load_directory(&dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some((path, e)) = report.failed.first() {
+                    return Err(format!("load_directory: {}: {e}", path.display()));
+                }
+                Ok(report.registered.len())
+            })
+        }
+        "tick-admission" => {
             let (dir, work) = (arg(0)?, arg(1)?);
             let config = config(&work)?;
             crate::tick::measure(async move {

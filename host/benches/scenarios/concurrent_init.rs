@@ -64,7 +64,10 @@ async fn manager_round(n: usize) -> Result<f64, String> {
     let outcome = manager.load_all_plugins().await;
     let elapsed = start.elapsed().as_secs_f64();
     if let Some(f) = outcome.failures().next() {
-        return Err(format!("load_all_plugins: {} failed: {:?}", f.name, f.result));
+        return Err(format!(
+            "load_all_plugins: {} failed: {:?}",
+            f.name, f.result
+        ));
     }
     Ok(elapsed)
 }

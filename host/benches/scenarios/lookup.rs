@@ -140,7 +140,10 @@ async fn manager_round(window: Duration, churning: bool) -> Result<Rates, String
         ids.push(manager.register_plugin(p).map_err(|e| e.to_string())?);
     }
     if let Some(f) = manager.load_all_plugins().await.failures().next() {
-        return Err(format!("load_all_plugins: {} failed: {:?}", f.name, f.result));
+        return Err(format!(
+            "load_all_plugins: {} failed: {:?}",
+            f.name, f.result
+        ));
     }
     let ids: Arc<[Uuid]> = ids.into();
     let stop = Arc::new(AtomicBool::new(false));
@@ -151,7 +154,11 @@ async fn manager_round(window: Duration, churning: bool) -> Result<Rates, String
                 tokio::spawn(churn(stop, move |up| {
                     let m = m.clone();
                     async move {
-                        let r = if up { m.load_plugin(id).await } else { m.unload_plugin(id).await };
+                        let r = if up {
+                            m.load_plugin(id).await
+                        } else {
+                            m.unload_plugin(id).await
+                        };
                         r.map_err(|e| e.to_string())
                     }
                 }))

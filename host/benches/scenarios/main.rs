@@ -14,15 +14,16 @@
 //! Run without `--bench` (as `cargo test --all-targets` does) it does nothing.
 
 mod admission;
+mod baselines;
 mod child;
-// Interim: the DAG helpers and `Goal::AtLeast` serve the manager scenarios,
-// added when the manager lands.
-#[allow(dead_code)]
+mod concurrent_init;
+mod dag;
 mod fixtures;
 mod load_cost;
-#[allow(dead_code)]
+mod lookup;
 mod report;
 mod save_all;
+mod scale;
 mod stats;
 mod tick;
 
@@ -51,6 +52,14 @@ struct Scenario {
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
+        name: "concurrent_init",
+        run: |o, r, rt| rt.block_on(concurrent_init::run(o, r)),
+    },
+    Scenario {
+        name: "dag",
+        run: |o, r, rt| rt.block_on(dag::run(o, r)),
+    },
+    Scenario {
         name: "save_all",
         run: |o, r, rt| rt.block_on(save_all::run(o, r)),
     },
@@ -61,6 +70,14 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "tick",
         run: |o, r, _| tick::run(o, r),
+    },
+    Scenario {
+        name: "lookup",
+        run: |o, r, rt| rt.block_on(lookup::run(o, r)),
+    },
+    Scenario {
+        name: "scale",
+        run: |o, r, rt| rt.block_on(scale::run(o, r)),
     },
 ];
 

@@ -15,7 +15,11 @@ use crate::Options;
 
 /// Measures and reports the metric.
 pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let (small, large) = if opts.quick { (100, 1_000) } else { (1_000, 10_000) };
+    let (small, large) = if opts.quick {
+        (100, 1_000)
+    } else {
+        (1_000, 10_000)
+    };
     let rounds = if opts.quick { 1 } else { 3 };
     let small_dag = Dag::random(small, 8, 1);
     let large_dag = Dag::random(large, 8, 2);
@@ -55,7 +59,10 @@ async fn round(dag: &Dag, seed: u64) -> Result<f64, String> {
     let outcome = manager.load_all_plugins().await;
     let elapsed = start.elapsed().as_secs_f64();
     if let Some(f) = outcome.failures().next() {
-        return Err(format!("load_all_plugins: {} failed: {:?}", f.name, f.result));
+        return Err(format!(
+            "load_all_plugins: {} failed: {:?}",
+            f.name, f.result
+        ));
     }
     // Dropping the manager is not timed.
     drop(manager);

@@ -26,7 +26,7 @@ use crate::{admission, child};
 /// Measures and reports the metrics.
 pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let n = if opts.quick { 20 } else { 200 };
-    let rounds = if opts.quick { 1 } else { 5 };
+    let rounds = if opts.quick { 1 } else { 7 };
     let root = tempfile::tempdir_in(&opts.work).map_err(|e| format!("temp dir: {e}"))?;
     let dir = root.path().join("plugins");
     make_copies(&opts.plugin, &dir, n)?;

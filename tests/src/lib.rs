@@ -141,6 +141,27 @@ impl PluginDir {
         path
     }
 
+    /// Safety settings for admitting this directory in tests: the real preflight
+    /// probe (built on demand), with the scan cache and shadow copies in a private
+    /// work dir inside the temp dir (discovery is not recursive, so it is not scanned).
+    pub fn safety(&self) -> host::SafetyConfig {
+        host::SafetyConfig::builder()
+            .probe_program(probe_binary(), Vec::new())
+            .work_dir(self.dir.path().join(".host-work"))
+            .build()
+            .expect("valid safety config")
+    }
+
+    /// A manager whose `load_directory` admits libraries with [`PluginDir::safety`].
+    pub fn manager(&self) -> host::PluginManager {
+        host::PluginManager::new(
+            host::ManagerConfig::builder()
+                .safety(self.safety())
+                .build()
+                .expect("valid manager config"),
+        )
+    }
+
     /// The path of `package`'s library inside this directory.
     pub fn library(&self, package: &str) -> PathBuf {
         self.dir.path().join(library_file_name(package))

@@ -11,6 +11,8 @@
 //! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests;
 //! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
 
+#![warn(missing_docs)]
+
 pub mod abi_summary;
 pub mod context;
 pub mod discovery;

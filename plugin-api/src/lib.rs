@@ -86,6 +86,8 @@
 //! [`INTERFACE_VERSION`] is recorded in each plugin's metadata so the host can
 //! say exactly what a plugin was built against.
 
+#![warn(missing_docs)]
+
 mod error;
 mod export;
 mod host;

@@ -141,6 +141,27 @@ impl PluginDir {
         path
     }
 
+    /// Safety settings for admitting this directory in tests: the real preflight
+    /// probe (built on demand), with the scan cache and shadow copies in a private
+    /// work dir inside the temp dir (discovery is not recursive, so it is not scanned).
+    pub fn safety(&self) -> host::SafetyConfig {
+        host::SafetyConfig::builder()
+            .probe_program(probe_binary(), Vec::new())
+            .work_dir(self.dir.path().join(".host-work"))
+            .build()
+            .expect("valid safety config")
+    }
+
+    /// A manager whose `load_directory` admits libraries with [`PluginDir::safety`].
+    pub fn manager(&self) -> host::PluginManager {
+        host::PluginManager::new(
+            host::ManagerConfig::builder()
+                .safety(self.safety())
+                .build()
+                .expect("valid manager config"),
+        )
+    }
+
     /// The path of `package`'s library inside this directory.
     pub fn library(&self, package: &str) -> PathBuf {
         self.dir.path().join(library_file_name(package))
@@ -167,16 +188,99 @@ pub fn probe_binary() -> PathBuf {
         .clone()
 }
 
-/// Builds (once per test process) the fixture plugin compiled against an edited
-/// copy of plugin-api (`tests/fixtures/_standalone`, its own workspace) and
-/// returns the library's path.
+/// The edits that turn plugin-api into the "edited interface" the abi-mismatch
+/// fixture is built against: `Dependency::optional` becomes a `u32`. Same package
+/// name and version, so abi_stable's version check passes and only its layout
+/// check can catch the difference. `(file, from, to)`; every `from` must occur.
+const INTERFACE_EDITS: &[(&str, &str, &str)] = &[
+    ("metadata.rs", "pub optional: bool,", "pub optional: u32,"),
+    ("metadata.rs", "optional: false,", "optional: 0,"),
+    ("metadata.rs", "optional: true,", "optional: 1,"),
+];
+
+/// Writes `bytes` to `path` unless it already holds them (keeps cargo's
+/// fingerprints, so repeated test runs do not rebuild the fixture).
+fn write_if_changed(path: &Path, bytes: &[u8]) {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    }
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The `version = "..."` of a Cargo manifest's `[package]`.
+fn package_version(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| panic!("read {}: {e}", manifest.display()));
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("version = \""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no package version in {}", manifest.display()))
+        .to_owned()
+}
+
+/// Builds (once per test process) a plugin compiled against an edited copy of
+/// plugin-api and returns the library's path.
+///
+/// The edited interface is generated from the real `plugin-api/src` with
+/// [`INTERFACE_EDITS`], so it never drifts from the real one; it lives under
+/// `target/fixture-build/abi-mismatch/` as its own workspace (a second package
+/// named `plugin-api` can never be a member of ours), pinned by a copy of our
+/// `Cargo.lock`.
 pub fn abi_mismatch_library() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = workspace_root().join("tests/fixtures/_standalone/abi-mismatch");
+            let root = workspace_root();
+            let work = fixture_target_dir().join("abi-mismatch");
+            let api_src = root.join("plugin-api").join("src");
+            let entries = std::fs::read_dir(&api_src)
+                .unwrap_or_else(|e| panic!("read {}: {e}", api_src.display()));
+            for entry in entries {
+                let path = entry.expect("dir entry").path();
+                let name = path
+                    .file_name()
+                    .expect("file name")
+                    .to_string_lossy()
+                    .into_owned();
+                let mut text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                for (file, from, to) in INTERFACE_EDITS.iter().filter(|(f, ..)| *f == name) {
+                    assert!(
+                        text.contains(from),
+                        "plugin-api/src/{file} no longer contains `{from}`: update INTERFACE_EDITS \
+                         in tests/src/lib.rs so the abi-mismatch fixture still edits one field"
+                    );
+                    text = text.replace(from, to);
+                }
+                write_if_changed(&work.join("edited-api/src").join(&name), text.as_bytes());
+            }
+            let version = package_version(&root.join("plugin-api/Cargo.toml"));
+            let api_manifest = format!(
+                "# GENERATED by tests/src/lib.rs: plugin-api with INTERFACE_EDITS applied.\n\
+                 [package]\nname = \"plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\
+                 publish = false\n\n[dependencies]\nabi_stable = \"0.11.3\"\nserde_json = \"1\"\n"
+            );
+            write_if_changed(&work.join("edited-api/Cargo.toml"), api_manifest.as_bytes());
+            let plugin_manifest = "# GENERATED by tests/src/lib.rs: tests/abi-mismatch-plugin.rs \
+                 built against ../edited-api.\n[workspace]\n\n[package]\n\
+                 name = \"fixture-abi-mismatch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+                 publish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
+                 plugin-api = { path = \"../edited-api\" }\nserde_json = \"1\"\n\n\
+                 [profile.dev]\npanic = \"unwind\"\n";
+            write_if_changed(&work.join("plugin/Cargo.toml"), plugin_manifest.as_bytes());
+            let source = std::fs::read(root.join("tests/abi-mismatch-plugin.rs"))
+                .expect("read tests/abi-mismatch-plugin.rs");
+            write_if_changed(&work.join("plugin/src/lib.rs"), &source);
+            let lock_path = work.join("plugin/Cargo.lock");
+            if !lock_path.exists() {
+                let lock = std::fs::read(root.join("Cargo.lock")).expect("read Cargo.lock");
+                write_if_changed(&lock_path, &lock);
+            }
             let target = fixture_target_dir().join("standalone");
-            cargo_build(&dir, &[], &target);
+            cargo_build(&work.join("plugin"), &[], &target);
             let path = target
                 .join("debug")
                 .join(library_file_name("fixture-abi-mismatch"));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::safety::SafetyConfig;
 
 /// The default deadline for one plugin's `initialize` and for its `shutdown`.
 pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +28,7 @@ pub struct ManagerConfig {
     host_version: String,
     plugin_config: HashMap<String, Value>,
     event_capacity: usize,
+    safety: SafetyConfig,
 }
 
 impl Default for ManagerConfig {
@@ -41,6 +43,7 @@ impl Default for ManagerConfig {
             host_version: env!("CARGO_PKG_VERSION").to_owned(),
             plugin_config: HashMap::new(),
             event_capacity: 1024,
+            safety: SafetyConfig::defaults(),
         }
     }
 }
@@ -52,6 +55,12 @@ impl ManagerConfig {
         ManagerConfigBuilder {
             config: Self::default(),
         }
+    }
+
+    /// How library files are checked before they are opened in this process
+    /// (default: [`SafetyConfig::defaults`], with the out-of-process probe on).
+    pub fn safety(&self) -> &SafetyConfig {
+        &self.safety
     }
 
     /// Directories searched for plugin libraries, in order.
@@ -155,6 +164,13 @@ impl ManagerConfigBuilder {
     /// Sets the JSON configuration of the plugin called `plugin`.
     pub fn plugin_config(mut self, plugin: impl Into<String>, config: Value) -> Self {
         self.config.plugin_config.insert(plugin.into(), config);
+        self
+    }
+
+    /// Sets how library files are checked before they are opened (preflight
+    /// probe, scan cache, shadow copies, allowlist, permissions).
+    pub fn safety(mut self, safety: SafetyConfig) -> Self {
+        self.config.safety = safety;
         self
     }
 

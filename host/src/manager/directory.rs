@@ -6,10 +6,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::PluginManager;
-use crate::discovery;
 use crate::error::{Error, Result};
 use crate::ffi::FfiPlugin;
-use crate::loader::load_library;
+use crate::safety::admit_dirs_async;
 
 /// A library registered by [`PluginManager::load_directory`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,37 +39,38 @@ impl DirectoryReport {
 }
 
 pub(crate) async fn load_directory(manager: &PluginManager, dir: &Path) -> Result<DirectoryReport> {
-    let owned = dir.to_path_buf();
-    let files = tokio::task::spawn_blocking(move || discovery::discover(&owned))
-        .await
-        .map_err(|join| Error::DirUnreadable {
-            path: dir.to_path_buf(),
-            reason: format!("the discovery thread failed: {join}"),
-        })??;
-    // Each library opens on its own blocking-pool thread, all at once.
-    let opened = futures::future::join_all(files.into_iter().map(|path| async move {
-        let result = load_library(path.clone()).await;
-        (path, result)
-    }))
-    .await;
+    // Discovery, permission checks, the preflight probe (or its cache), shadow
+    // copies and the opening itself all run off the async workers.
+    let admission =
+        admit_dirs_async(vec![dir.to_path_buf()], manager.config().safety().clone()).await?;
+    if let Some(e) = admission.report.files.iter().find_map(|f| match &f.error {
+        Some(e @ Error::DirUnreadable { .. }) => Some(e.clone()),
+        _ => None,
+    }) {
+        // The directory itself could not be read.
+        return Err(e);
+    }
     let mut report = DirectoryReport::default();
-    for (path, result) in opened {
-        let registered = result.and_then(|library| {
-            let name = library.info.name.clone();
-            let id = manager.register_plugin(Arc::new(FfiPlugin::new(library)))?;
-            Ok(RegisteredLibrary {
-                path: path.clone(),
-                name,
-                id,
-            })
+    for file in admission.report.problems() {
+        let error = file.error.clone().unwrap_or_else(|| Error::Refused {
+            path: file.path.clone(),
+            reason: file.reason.clone().unwrap_or_else(|| "not admitted".into()),
         });
-        match registered {
-            Ok(r) => report.registered.push(r),
+        tracing::warn!(path = %file.path.display(), error = %error, "plugin library not registered");
+        report.failed.push((file.path.clone(), error));
+    }
+    for library in admission.libraries {
+        let path = library.path.clone();
+        let name = library.info.name.clone();
+        match manager.register_plugin(Arc::new(FfiPlugin::new(library))) {
+            Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");
                 report.failed.push((path, e));
             }
         }
     }
+    report.registered.sort_by(|a, b| a.path.cmp(&b.path));
+    report.failed.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! The plugin manager: registers plugins, drives their lifecycle, routes calls
 //! between them, and never holds a lock across an `.await`.
 //!
-//! See `LOCKING.md` next to this file for every lock, what it guards and the
+//! See the "Locking" section of ARCHITECTURE.md for every lock, what it guards and the
 //! ordering rule. In short: registry data sits behind `parking_lot` locks taken
 //! only in small synchronous functions; each plugin's lifecycle is serialized by
 //! its own `tokio` mutex; calls never take a lifecycle lock.
@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::info::{DependencySpec, PluginInfo};
 use crate::plugin::Plugin;
 use crate::resolve::Plan;
+use crate::state::{PluginStateManager, SaveOutcome};
 use registry::{Registry, Slot};
 use services::ManagerServices;
 
@@ -134,6 +135,11 @@ pub(crate) struct Inner {
     events: broadcast::Sender<LifecycleEvent>,
     /// What plugin contexts point at (weakly), so plugins never keep the manager alive.
     services: Arc<ManagerServices>,
+    /// Persistence: `None` without a configured state dir; otherwise the opened
+    /// state manager, or the error opening it (then every load fails with it,
+    /// so no plugin runs, and later overwrites, without its saved state).
+    /// Not a lock; the state manager's own locks are documented in `state/`.
+    state: Option<std::result::Result<Arc<PluginStateManager>, Error>>,
 }
 
 impl Inner {
@@ -217,7 +223,35 @@ impl Default for PluginManager {
 
 impl PluginManager {
     /// A manager with `config` and no plugins.
+    ///
+    /// With a state dir configured this opens it right here, with blocking file
+    /// I/O (create, lock, clean stale temp files); async code should prefer
+    /// [`PluginManager::open`], which does that on the blocking pool and returns
+    /// the error (e.g. [`Error::StateDirLocked`]) at once. If opening fails here,
+    /// every `load_plugin` fails with that error instead.
     pub fn new(config: ManagerConfig) -> Self {
+        let state = config
+            .state_dir()
+            .map(|dir| PluginStateManager::open(dir.clone()).map(Arc::new));
+        Self::with_state(config, state)
+    }
+
+    /// A manager with `config`, its state dir (if any) opened off the async
+    /// workers. Fails when the state dir cannot be used, e.g. another host holds it.
+    pub async fn open(config: ManagerConfig) -> Result<Self> {
+        let state = match config.state_dir() {
+            Some(dir) => Some(Ok(Arc::new(
+                PluginStateManager::open_async(dir.clone()).await?,
+            ))),
+            None => None,
+        };
+        Ok(Self::with_state(config, state))
+    }
+
+    fn with_state(
+        config: ManagerConfig,
+        state: Option<std::result::Result<Arc<PluginStateManager>, Error>>,
+    ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity());
         let plugin_config = RwLock::new(config.plugin_config().clone());
         let inner = Arc::new_cyclic(|weak| Inner {
@@ -226,8 +260,33 @@ impl PluginManager {
             plugin_config,
             events,
             services: Arc::new(ManagerServices::new(weak.clone())),
+            state,
         });
         Self { inner }
+    }
+
+    /// The state manager persisting plugin state, when a state dir is configured
+    /// (and could be opened).
+    pub fn state_manager(&self) -> Option<&Arc<PluginStateManager>> {
+        self.inner.state.as_ref().and_then(|s| s.as_ref().ok())
+    }
+
+    /// Saves the state of every Active plugin now, concurrently (a checkpoint;
+    /// states are also saved when each plugin unloads). Without a state dir,
+    /// returns nothing.
+    pub async fn save_all_states(&self) -> Vec<(String, Result<SaveOutcome>)> {
+        let Some(state) = self.state_manager().cloned() else {
+            return Vec::new();
+        };
+        let active: Vec<Arc<dyn Plugin>> = self
+            .inner
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.state().is_active())
+            .map(|s| Arc::clone(&s.plugin))
+            .collect();
+        state.save_all_states(&active).await
     }
 
     /// The configuration the manager was built with.

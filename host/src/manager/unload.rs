@@ -45,13 +45,19 @@ impl Inner {
             slot.drain_calls().await;
             slot.plugin.shutdown(ctx).await
         });
-        let outcome = run_phase(
+        let mut outcome = run_phase(
             &slot.name,
             Phase::Shutdown,
             self.config.shutdown_timeout(),
             work,
         )
         .await;
+        if outcome.is_ok() {
+            // The final state, after the plugin stopped. A plugin whose shutdown
+            // failed or timed out is not asked (it may be stuck or inconsistent);
+            // its previous state file stays as it was.
+            outcome = self.persist_state(slot).await;
+        }
         self.release_holds(slot);
         match outcome {
             Ok(()) => {

@@ -193,7 +193,7 @@ async fn shutdown_failures_end_failed_and_a_reload_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_panic_fails_the_plugin_and_a_calm_retry_succeeds() {
     let dir = PluginDir::with(&["hello", "fixture-panicky"]);
-    let manager = PluginManager::default();
+    let manager = dir.manager();
     let report = manager.load_directory(dir.path()).await.unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
     let hello = manager.id_of("hello").unwrap();

@@ -7,6 +7,7 @@ mod dependencies;
 mod failures;
 mod loading;
 mod manager_lifecycle;
+mod manager_state;
 mod reentrancy;
 mod safety;
 mod safety_cache;

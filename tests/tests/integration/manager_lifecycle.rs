@@ -90,7 +90,9 @@ async fn loading_an_active_plugin_is_ok_and_does_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_names_are_refused_naming_both_sources() {
-    let manager = PluginManager::default();
+    let a = PluginDir::with(&["hello"]);
+    let b = PluginDir::with(&["hello"]);
+    let manager = a.manager();
     manager
         .register_plugin(pinger_builder("dup", "1.0.0").build())
         .unwrap();
@@ -111,8 +113,6 @@ async fn duplicate_names_are_refused_naming_both_sources() {
     }
 
     // Two directories holding the same library: the second copy names both paths.
-    let a = PluginDir::with(&["hello"]);
-    let b = PluginDir::with(&["hello"]);
     let first = manager.load_directory(a.path()).await.unwrap();
     assert_eq!(first.registered.len(), 1, "{first:?}");
     let second = manager.load_directory(b.path()).await.unwrap();
@@ -350,7 +350,7 @@ async fn unregister_shuts_down_and_frees_the_name() {
 async fn load_directory_registers_good_files_and_reports_bad_ones() {
     let dir = PluginDir::with(&["hello", "counter"]);
     let bogus = dir.write("x.so", b"not a library\n");
-    let manager = PluginManager::default();
+    let manager = dir.manager();
     let report = manager.load_directory(dir.path()).await.unwrap();
     let mut names: Vec<_> = report.registered.iter().map(|r| r.name.as_str()).collect();
     names.sort();

@@ -208,7 +208,7 @@ async fn a_call_into_an_initializing_plugin_does_not_wait_for_its_lifecycle() {
 async fn greeter_calls_hello_through_the_host_with_real_libraries() {
     let detector = DeadlockDetector::start();
     let dir = PluginDir::with(&["hello", "greeter"]);
-    let manager = PluginManager::default();
+    let manager = dir.manager();
     let report = manager.load_directory(dir.path()).await.unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
     let hello = manager.id_of("hello").unwrap();

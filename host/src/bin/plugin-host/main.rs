@@ -3,6 +3,7 @@
 mod inspect;
 mod list;
 mod lock;
+mod run;
 mod safety_args;
 
 use std::path::PathBuf;
@@ -47,6 +48,23 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Load and initialize the plugins in dependency order, show their status,
+    /// then run until Ctrl-C / SIGTERM (or, with --once, stop at once) and shut
+    /// everything down cleanly, saving each plugin's state.
+    Run {
+        /// Where plugin state is kept between runs (default: $XDG_STATE_HOME/plugin-host/state,
+        /// else ~/.local/state/plugin-host/state).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Shut down right after initializing.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
     /// Write an allowlist (SHA-256 of every library file) for `--allowlist`.
     Lock {
         /// Where to write it.
@@ -80,6 +98,30 @@ fn main() -> ExitCode {
         Command::Check { json, safety, dirs } => {
             init_tracing("warn");
             list::check(&dirs, json, &safety)
+        }
+        Command::Run {
+            state_dir,
+            once,
+            safety,
+            dirs,
+        } => {
+            init_tracing("info");
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("plugin-host: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(run::run(run::RunArgs {
+                dirs,
+                state_dir,
+                once,
+                safety,
+            }))
         }
         Command::Lock { output, dirs } => {
             init_tracing("warn");

@@ -1,0 +1,120 @@
+//! `plugin-host run`: load, initialize in dependency order, show status, shut down.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use host::manager::{ManagerConfig, PluginManager, PluginState};
+use host::state::default_state_dir;
+
+use crate::safety_args::SafetyArgs;
+
+/// Options of `run`.
+pub struct RunArgs {
+    pub dirs: Vec<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub once: bool,
+    pub safety: SafetyArgs,
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let safety = match args.safety.config() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("plugin-host: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = ManagerConfig::builder()
+        .host_name("plugin-host")
+        .host_version(env!("CARGO_PKG_VERSION"))
+        .state_dir(state_dir.clone())
+        .safety(safety);
+    for dir in &args.dirs {
+        builder = builder.plugin_dir(dir.clone());
+    }
+    let manager = match builder.build() {
+        Ok(config) => match PluginManager::open(config).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("plugin-host: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            eprintln!("plugin-host: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(state_dir = %state_dir.display(), "plugin state is kept here");
+    let report = manager.load_plugin_dirs().await;
+    for (path, err) in &report.failed {
+        eprintln!("plugin-host: skipped {}: {err}", path.display());
+    }
+    let started = manager.load_all_plugins().await;
+    print_status(&manager, "started");
+    for failure in started.failures() {
+        if let Err(e) = &failure.result {
+            eprintln!("plugin-host: {} did not start: {e}", failure.name);
+        }
+    }
+    if !args.once {
+        eprintln!("plugin-host: running; press Ctrl-C (or send SIGTERM) to stop");
+        wait_for_stop().await;
+    }
+    let stopped = manager.unload_all_plugins().await;
+    for failure in stopped.failures() {
+        if let Err(e) = &failure.result {
+            eprintln!(
+                "plugin-host: {} did not shut down cleanly: {e}",
+                failure.name
+            );
+        }
+    }
+    print_status(&manager, "stopped");
+    ExitCode::SUCCESS
+}
+
+fn print_status(manager: &PluginManager, heading: &str) {
+    let plan = manager.resolve_dependencies();
+    println!("{heading}:");
+    println!("  {:<20} {:<10} {:<14} DETAIL", "NAME", "VERSION", "STATE");
+    for p in manager.plugins() {
+        let detail = match &p.state {
+            PluginState::Failed(e) => e.to_string(),
+            _ => p.info.description.clone(),
+        };
+        let detail = match plan.explain(p.id) {
+            Some(chain) if !p.state.is_active() => chain,
+            _ => detail,
+        };
+        println!(
+            "  {:<20} {:<10} {:<14} {detail}",
+            p.info.name,
+            p.info.version,
+            p.state.name()
+        );
+    }
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

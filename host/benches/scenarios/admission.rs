@@ -17,9 +17,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use host::manager::PluginManager;
+use host::manager::{ManagerConfig, PluginManager};
 use host::safety::probe::{ProbeOutcome, ProbeWorker};
-use host::safety::{admit_dirs, admit_dirs_async, SafetyConfig};
+use host::safety::SafetyConfig;
 use serde_json::{json, Value};
 
 use crate::child;
@@ -27,7 +27,7 @@ use crate::fixtures::libraries_in;
 
 /// What one cold or warm load child measured.
 pub struct Round {
-    /// Wall time of the admission, seconds.
+    /// Wall time of `load_directory`, seconds.
     pub wall_s: f64,
 }
 
@@ -68,31 +68,33 @@ pub fn phase(name: &str, args: &[OsString]) -> Result<Value, String> {
         "warm-load" => admit_phase(&arg(0)?, &arg(1)?, false),
         "probe-only" => probe_phase(&arg(0)?),
         "tick-managed" => {
+            let manager = manager(&arg(1)?)?;
             let dir = arg(0)?;
-            crate::tick::measure(async move {
-                let manager = PluginManager::default();
-                let report = manager
-                    .load_directory(&dir)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if let Some((path, e)) = report.failed.first() {
-                    return Err(format!("load_directory: {}: {e}", path.display()));
-                }
-                Ok(report.registered.len())
-            })
-        }
-        "tick-admission" => {
-            let (dir, work) = (arg(0)?, arg(1)?);
-            let config = config(&work)?;
-            crate::tick::measure(async move {
-                let admission = admit_dirs_async(vec![dir], config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(admission.libraries.len())
-            })
+            crate::tick::measure(async move { load_directory(&manager, &dir).await })
         }
         other => Err(format!("unknown phase `{other}`")),
     }
+}
+
+/// A manager with the benchmark's safety configuration.
+fn manager(work: &Path) -> Result<PluginManager, String> {
+    let config = ManagerConfig::builder()
+        .safety(config(work)?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(PluginManager::new(config))
+}
+
+/// `load_directory`, failing if any library was not registered; how many were.
+async fn load_directory(manager: &PluginManager, dir: &Path) -> Result<usize, String> {
+    let report = manager
+        .load_directory(dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some((path, e)) = report.failed.first() {
+        return Err(format!("load_directory: {}: {e}", path.display()));
+    }
+    Ok(report.registered.len())
 }
 
 /// The safety configuration of the benchmark: everything default (probe on,
@@ -120,21 +122,15 @@ fn admit_phase(dir: &Path, work: &Path, cold: bool) -> Result<Value, String> {
             if fresh { "empty" } else { "not empty" }
         ));
     }
-    let config = config(work)?;
+    let manager = manager(work)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
     let start = Instant::now();
-    let admission = admit_dirs(&[dir.to_path_buf()], &config).map_err(|e| e.to_string())?;
+    let loaded = rt.block_on(load_directory(&manager, dir))?;
     let wall = start.elapsed().as_secs_f64();
-    let report = &admission.report;
-    if let Some(bad) = report.problems().next() {
-        return Err(format!("admission refused a copy: {bad:?}"));
-    }
-    Ok(json!({
-        "wall_s": wall,
-        "loaded": admission.libraries.len(),
-        "cache_hits": report.cache_hits,
-        "probed": report.probed,
-        "probe_processes": report.probe_processes_started,
-    }))
+    Ok(json!({ "wall_s": wall, "loaded": loaded }))
 }
 
 fn probe_phase(dir: &Path) -> Result<Value, String> {

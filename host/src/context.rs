@@ -120,15 +120,16 @@ impl PluginContext {
         })
     }
 
-    /// Logs through the host's `tracing`, with the plugin's name as a field.
+    /// Logs through the host's `tracing` under the target `plugin`, with the
+    /// plugin's name as a field (`RUST_LOG=plugin=debug` shows plugins' debug output).
     pub fn log(&self, level: LogLevel, message: &str) {
         let plugin = self.plugin.as_str();
         match level {
-            LogLevel::Error => tracing::error!(plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
         }
     }
 

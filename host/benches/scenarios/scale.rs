@@ -20,51 +20,81 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     } else {
         (1_000, 10_000)
     };
-    let rounds = if opts.quick { 1 } else { 3 };
+    let rounds = if opts.quick { 1 } else { 5 };
+    // A small round lasts ~1/10 of a large one, so a burst of load from another
+    // process skews it far more: take several small rounds per large one (same
+    // total time on each side), interleaved, and the median of each side.
+    let small_per_large = if opts.quick { 1 } else { 5 };
     let small_dag = Dag::random(small, 8, 1);
     let large_dag = Dag::random(large, 8, 2);
     round(&small_dag, 11).await?; // warm-up
-    let mut per_small = Vec::new();
-    let mut per_large = Vec::new();
+    round(&large_dag, 12).await?;
+    let mut per_small: Vec<[f64; 3]> = Vec::new();
+    let mut per_large: Vec<[f64; 3]> = Vec::new();
+    let per_plugin = |phases: [f64; 3], n: usize| phases.map(|t| t / n as f64);
     for r in 0..rounds as u64 {
-        per_small.push(round(&small_dag, r).await? / small as f64);
-        per_large.push(round(&large_dag, r).await? / large as f64);
+        for k in 0..small_per_large as u64 {
+            per_small.push(per_plugin(round(&small_dag, r * 100 + k).await?, small));
+        }
+        per_large.push(per_plugin(round(&large_dag, r).await?, large));
     }
-    let (s, l) = (median(&per_small), median(&per_large));
+    let total = |v: &[[f64; 3]]| median(&v.iter().map(|p| p.iter().sum()).collect::<Vec<_>>());
+    let phase = |v: &[[f64; 3]], i: usize| median(&v.iter().map(|p| p[i]).collect::<Vec<_>>());
+    let phases = |v: &[[f64; 3]]| {
+        format!(
+            "register {:.1} + resolve {:.1} + load_all {:.1}",
+            phase(v, 0) * 1e6,
+            phase(v, 1) * 1e6,
+            phase(v, 2) * 1e6
+        )
+    };
+    let (s, l) = (total(&per_small), total(&per_large));
     report.add(
         "scale_per_plugin_10k_vs_1k",
         l / s,
         Goal::AtMost(1.2),
         format!(
-            "register+resolve+load_all per plugin, median of {rounds}: {:.1} us at {large}, {:.1} us at {small}",
+            "register+resolve+load_all per plugin, median of {} / {} rounds: {:.1} us at {large} ({}), {:.1} us at {small} ({})",
+            per_large.len(),
+            per_small.len(),
             l * 1e6,
-            s * 1e6
+            phases(&per_large),
+            s * 1e6,
+            phases(&per_small)
         ),
     );
     Ok(())
 }
 
-/// Register + resolve + load all of `dag` in a fresh manager; seconds.
-async fn round(dag: &Dag, seed: u64) -> Result<f64, String> {
+/// Register + resolve + load all of `dag` in a fresh manager; seconds spent
+/// in each of the three phases.
+async fn round(dag: &Dag, seed: u64) -> Result<[f64; 3], String> {
     let plugins: Vec<Arc<dyn Plugin>> = dag.plugins(Duration::ZERO, seed);
     let manager = PluginManager::default();
     let start = Instant::now();
     for p in plugins {
         manager.register_plugin(p).map_err(|e| e.to_string())?;
     }
+    let registered = Instant::now();
     let resolution = manager.resolve_dependencies();
+    let resolved = Instant::now();
     if !resolution.blocked.is_empty() {
         return Err(format!("{} plugins blocked", resolution.blocked.len()));
     }
     let outcome = manager.load_all_plugins().await;
-    let elapsed = start.elapsed().as_secs_f64();
+    let loaded = Instant::now();
     if let Some(f) = outcome.failures().next() {
         return Err(format!(
             "load_all_plugins: {} failed: {:?}",
             f.name, f.result
         ));
     }
-    // Dropping the manager is not timed.
+    // Dropping the manager and the plan is not timed.
     drop(manager);
-    Ok(elapsed)
+    drop(resolution);
+    Ok([
+        (registered - start).as_secs_f64(),
+        (resolved - registered).as_secs_f64(),
+        (loaded - resolved).as_secs_f64(),
+    ])
 }

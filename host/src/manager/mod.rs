@@ -411,7 +411,7 @@ impl PluginManager {
 
     /// The plugin with this id.
     pub fn get_plugin_by_id(&self, id: Uuid) -> Option<Arc<dyn Plugin>> {
-        self.inner.registry.get(id).map(|s| Arc::clone(&s.plugin))
+        self.inner.registry.plugin(id)
     }
 
     /// The plugin with this name.

@@ -7,6 +7,7 @@
 //! other nor stall the async runtime.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -239,10 +240,39 @@ impl Drop for CallGuard {
     }
 }
 
+/// Hashes plugin ids by folding their 128 bits into 64.
+///
+/// Ids are random v4 UUIDs the manager creates itself (never chosen by a
+/// caller), so their bits are already uniformly distributed: folding them is a
+/// good hash, and far cheaper than SipHash on the lookup path.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_ne_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the 16 id bytes carries no information.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by plugin id, hashed with [`IdHasher`].
+type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
+
 /// The maps from id and from name to slots.
 #[derive(Default)]
 struct Maps {
-    by_id: HashMap<Uuid, Arc<Slot>>,
+    by_id: IdMap<Arc<Slot>>,
     by_name: HashMap<String, Uuid>,
 }
 
@@ -303,6 +333,16 @@ impl Registry {
     /// The slot with this id.
     pub(crate) fn get(&self, id: Uuid) -> Option<Arc<Slot>> {
         self.maps.read().by_id.get(&id).cloned()
+    }
+
+    /// The plugin with this id: clones only the plugin's `Arc` under the read
+    /// lock (the lookup fast path of `get_plugin_by_id` / `with_plugin`).
+    pub(crate) fn plugin(&self, id: Uuid) -> Option<Arc<dyn Plugin>> {
+        self.maps
+            .read()
+            .by_id
+            .get(&id)
+            .map(|slot| Arc::clone(&slot.plugin))
     }
 
     /// The slot with this name.

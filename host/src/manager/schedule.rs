@@ -86,15 +86,22 @@ impl Inner {
                 for (_, dep) in &deps {
                     let _ = dep.clone().await;
                 }
-                if let Some(failed) = inner.failed_required_dependency(&slot, &deps) {
-                    let cause = Error::DependencyFailed {
-                        plugin: slot.name.clone(),
-                        dependency: failed,
-                    };
-                    return inner.block(&slot, cause).await;
-                }
-                let _permit = permits.acquire_owned().await;
-                inner.load(&slot).await
+                // The load's (large) future is allocated only now, so a task
+                // still waiting for its dependencies stays small: with thousands
+                // of plugins waiting, their tasks would otherwise outgrow the
+                // CPU caches and make the per-plugin cost grow with the count.
+                Box::pin(async move {
+                    if let Some(failed) = inner.failed_required_dependency(&slot, &deps) {
+                        let cause = Error::DependencyFailed {
+                            plugin: slot.name.clone(),
+                            dependency: failed,
+                        };
+                        return inner.block(&slot, cause).await;
+                    }
+                    let _permit = permits.acquire_owned().await;
+                    inner.load(&slot).await
+                })
+                .await
             }));
             outcomes.insert(id, outcome(&self.name_of(id), "load", task));
         }

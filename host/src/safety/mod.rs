@@ -27,6 +27,7 @@ pub mod integrity;
 mod opener;
 pub mod permissions;
 pub mod pipeline;
+pub mod priority;
 pub mod probe;
 pub mod probe_child;
 pub mod protocol;

@@ -78,7 +78,10 @@ impl Opener {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("plugin-opener".into())
-            .spawn(move || rx.into_iter().map(run).collect::<Vec<_>>());
+            .spawn(move || {
+                super::priority::lower_current_thread();
+                rx.into_iter().map(run).collect::<Vec<_>>()
+            });
         if let Ok(thread) = spawned {
             self.jobs = Some(tx);
             self.thread = Some(thread);

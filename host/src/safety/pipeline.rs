@@ -40,11 +40,23 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
     Pipeline::new(config, true)?.run(dirs)
 }
 
-/// [`admit_dirs`] on the blocking pool.
+/// [`admit_dirs`] on a dedicated thread at background CPU priority (see
+/// [`super::priority`]), so the runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
-    tokio::task::spawn_blocking(move || admit_dirs(&dirs, &config))
-        .await
-        .unwrap_or_else(|e| Err(Error::Config(format!("the admission thread failed: {e}"))))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-admission".into())
+        .spawn(move || {
+            super::priority::lower_current_thread();
+            let _ = tx.send(admit_dirs(&dirs, &config));
+        });
+    if let Err(e) = spawned {
+        return Err(Error::Config(format!(
+            "cannot start the admission thread: {e}"
+        )));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
 }
 
 /// A file whose bytes are in the shadow dir and whose verdict is not known yet.

@@ -4,7 +4,8 @@
 //! An entry is used only when *all* of these match the file as it is now:
 //! canonical path, device, inode, size, mtime and ctime (nanoseconds) — and the
 //! entry's interface build id equals [`crate::loader::interface_build_id`]. The
-//! entry also records the file's SHA-256, so a hit yields the content hash
+//! entry also records the file's content id (BLAKE3, naming its shadow copy) and,
+//! once an allowlist asked for it, its SHA-256, so a hit yields the hashes
 //! without reading the file (git's index makes the same bet: any write through
 //! the filesystem moves mtime/ctime, and ctime cannot be set back from user
 //! space). A miss re-hashes and re-probes; so a quarantined file stays
@@ -14,7 +15,7 @@
 //! coarse clock, so a file rewritten with the same size moments after it was
 //! checked can keep the same mtime/ctime. An entry whose file changed status
 //! less than [`RACY_MARGIN`] before the check was recorded is therefore
-//! [`Lookup::Racy`]: the caller must re-hash the file and compare hashes (no
+//! [`Lookup::Racy`]: the caller must re-hash the file and compare content ids (no
 //! probe needed if they match), after which the entry is refreshed and clean.
 
 use std::collections::HashMap;
@@ -28,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{PluginSummary, Rejection};
 
 /// Bumped when the file format changes; other formats are ignored (cold start).
-const CACHE_FORMAT: u32 = 1;
+/// 2: content id (BLAKE3) + optional SHA-256 instead of SHA-256 only.
+const CACHE_FORMAT: u32 = 2;
 /// A file whose ctime is this close to (or after) its check time is racy.
 pub const RACY_MARGIN_NS: i128 = 2_000_000_000;
 /// [`RACY_MARGIN_NS`] for docs.
@@ -40,7 +42,7 @@ pub enum Lookup<'a> {
     /// Same identity, same build, not racy: the entry describes the file.
     Clean(&'a CacheEntry),
     /// Same identity and build, but the file changed too close to the check:
-    /// valid only if the file's SHA-256 still equals `entry.sha256`.
+    /// valid only if the file's content id still equals `entry.content_id`.
     Racy(&'a CacheEntry),
     /// No usable entry.
     Miss,
@@ -110,8 +112,11 @@ pub enum CachedVerdict {
 pub struct CacheEntry {
     /// The file as it was checked.
     pub identity: FileIdentity,
-    /// SHA-256 of its bytes (hex).
-    pub sha256: String,
+    /// BLAKE3 of its bytes (hex): names its shadow copy.
+    pub content_id: String,
+    /// SHA-256 of its bytes (hex), once computed (only when an allowlist is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The interface build that did the check.
     pub interface_build_id: String,
     /// What the check found.
@@ -175,11 +180,22 @@ impl ScanCache {
     }
 
     /// Marks the entry for `canonical_path` as confirmed now (after a racy hit's
-    /// hash matched).
+    /// content id matched).
     pub fn confirm(&mut self, canonical_path: &Path) {
         if let Some(e) = self.entries.get_mut(canonical_path) {
             e.checked_at_ns = now_ns();
             self.dirty = true;
+        }
+    }
+
+    /// Records the SHA-256 of the entry for `canonical_path` (computed later,
+    /// when an allowlist first asked for it).
+    pub fn set_sha256(&mut self, canonical_path: &Path, sha256: &str) {
+        if let Some(e) = self.entries.get_mut(canonical_path) {
+            if e.sha256.as_deref() != Some(sha256) {
+                e.sha256 = Some(sha256.to_owned());
+                self.dirty = true;
+            }
         }
     }
 
@@ -221,7 +237,7 @@ impl ScanCache {
         }
         let mut entries: Vec<CacheEntry> = self.entries.values().cloned().collect();
         entries.sort_by(|a, b| a.identity.canonical_path.cmp(&b.identity.canonical_path));
-        let bytes = serde_json::to_vec_pretty(&CacheFile {
+        let bytes = serde_json::to_vec(&CacheFile {
             format: CACHE_FORMAT,
             entries,
         })
@@ -248,7 +264,8 @@ mod tests {
     fn entry(identity: FileIdentity) -> CacheEntry {
         CacheEntry {
             identity,
-            sha256: "ab".repeat(32),
+            content_id: "ab".repeat(32),
+            sha256: None,
             interface_build_id: "build-1".into(),
             verdict: CachedVerdict::Quarantined {
                 reason: "SIGSEGV".into(),

@@ -14,7 +14,8 @@
 //!    checked by this exact interface build, else has a separate probe process
 //!    open the copy ([`probe`], [`probe_child`], over [`protocol`]); a probe that
 //!    dies, hangs or sends garbage quarantines the file;
-//! 5. opens compatible copies in the host ([`crate::loader`]).
+//! 5. opens compatible copies in the host ([`crate::loader`]), on a thread of
+//!    their own ([`opener`]) so opening overlaps copying, hashing and probing.
 //!
 //! Entry points: [`scan_dirs`] (report only; nothing is opened in the host),
 //! [`admit_dirs`] / [`admit_dirs_async`] (report + loaded libraries) and
@@ -23,8 +24,10 @@
 pub mod cache;
 pub mod config;
 pub mod integrity;
+mod opener;
 pub mod permissions;
 pub mod pipeline;
+pub mod priority;
 pub mod probe;
 pub mod probe_child;
 pub mod protocol;

@@ -54,9 +54,13 @@ pub fn check_dir(dir: &Path, config: &SafetyConfig) -> Result<PathBuf> {
 }
 
 /// Checks one discovered file of the plugin directory whose canonical path is
-/// `canonical_dir`: symlinks must stay inside it (unless allowed), the target
-/// must be a non-empty regular file within the size limit, with safe
-/// permissions.
+/// `canonical_dir` (`path` is a direct entry of it, as
+/// [`crate::discovery::discover`] lists them): symlinks must stay inside it
+/// (unless allowed), the target must be a non-empty regular file within the
+/// size limit, with safe permissions.
+///
+/// A path that is not a symlink costs one `lstat`: its canonical path is the
+/// canonical directory plus its name, and its `lstat` is its `stat`.
 pub fn check_file(path: &Path, canonical_dir: &Path, config: &SafetyConfig) -> Result<Candidate> {
     let refuse = |reason: String| Error::Refused {
         path: path.to_path_buf(),
@@ -64,24 +68,31 @@ pub fn check_file(path: &Path, canonical_dir: &Path, config: &SafetyConfig) -> R
     };
     let link_meta =
         std::fs::symlink_metadata(path).map_err(|e| refuse(format!("cannot stat it: {e}")))?;
-    let canonical = std::fs::canonicalize(path).map_err(|e| {
-        if link_meta.file_type().is_symlink() {
-            refuse(format!("it is a broken symlink ({e})"))
-        } else {
-            refuse(format!("cannot resolve it: {e}"))
+    let (canonical, meta) = match path.file_name() {
+        Some(name) if !link_meta.file_type().is_symlink() => (canonical_dir.join(name), link_meta),
+        _ => {
+            let canonical = std::fs::canonicalize(path).map_err(|e| {
+                if link_meta.file_type().is_symlink() {
+                    refuse(format!("it is a broken symlink ({e})"))
+                } else {
+                    refuse(format!("cannot resolve it: {e}"))
+                }
+            })?;
+            if link_meta.file_type().is_symlink()
+                && !config.allow_symlinks_outside
+                && !canonical.starts_with(canonical_dir)
+            {
+                return Err(refuse(format!(
+                    "it is a symlink resolving outside the plugin directory (to {}); \
+                     copy the library in, or allow symlinks outside",
+                    canonical.display()
+                )));
+            }
+            let meta = std::fs::metadata(&canonical)
+                .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+            (canonical, meta)
         }
-    })?;
-    if link_meta.file_type().is_symlink()
-        && !config.allow_symlinks_outside
-        && !canonical.starts_with(canonical_dir)
-    {
-        return Err(refuse(format!(
-            "it is a symlink resolving outside the plugin directory (to {}); \
-             copy the library in, or allow symlinks outside",
-            canonical.display()
-        )));
-    }
-    let meta = std::fs::metadata(&canonical).map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+    };
     let file_type = meta.file_type();
     if !file_type.is_file() {
         let what = if file_type.is_dir() {

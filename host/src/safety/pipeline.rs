@@ -14,14 +14,15 @@ use std::path::{Path, PathBuf};
 use super::cache::{now_ns, CacheEntry, CachedVerdict, FileIdentity, Lookup, ScanCache};
 use super::config::SafetyConfig;
 use super::integrity::Allowlist;
+use super::opener::Opener;
 use super::permissions::{self, Candidate};
 use super::probe::{ProbeOutcome, ProbeWorker};
 use super::protocol::{PluginSummary, Rejection, Verdict};
 use super::report::{Admission, FileReport, ScanReport};
-use super::shadow::{sha256_file, ShadowDir};
+use super::shadow::{hash_file, Hashes, ShadowDir};
 use crate::discovery;
 use crate::error::{Error, Result};
-use crate::loader::{self, LayoutCheck, LayoutVerified};
+use crate::loader::{self, LayoutCheck, LayoutVerified, LoadedLibrary};
 
 /// Scans plugin directories without opening any library in this process: every
 /// file gets a status and reason (probe or cache decides). For `list`/`check`.
@@ -39,18 +40,30 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
     Pipeline::new(config, true)?.run(dirs)
 }
 
-/// [`admit_dirs`] on the blocking pool.
+/// [`admit_dirs`] on a dedicated thread at background CPU priority (see
+/// [`super::priority`]), so the runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
-    tokio::task::spawn_blocking(move || admit_dirs(&dirs, &config))
-        .await
-        .unwrap_or_else(|e| Err(Error::Config(format!("the admission thread failed: {e}"))))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-admission".into())
+        .spawn(move || {
+            super::priority::lower_current_thread();
+            let _ = tx.send(admit_dirs(&dirs, &config));
+        });
+    if let Err(e) = spawned {
+        return Err(Error::Config(format!(
+            "cannot start the admission thread: {e}"
+        )));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
 }
 
 /// A file whose bytes are in the shadow dir and whose verdict is not known yet.
 struct Copied {
     candidate: Candidate,
     identity: FileIdentity,
-    sha256: String,
+    hashes: Hashes,
     shadow: PathBuf,
 }
 
@@ -63,6 +76,9 @@ struct Pipeline<'a> {
     cache: ScanCache,
     worker: Option<ProbeWorker>,
     waiting: HashMap<usize, Copied>,
+    opener: Opener,
+    /// Libraries opened so far, with their report index (put in file order at the end).
+    loaded: Vec<(usize, LoadedLibrary)>,
     unavailable: Option<Error>,
     admission: Admission,
 }
@@ -82,6 +98,8 @@ impl<'a> Pipeline<'a> {
             cache: ScanCache::load(config.cache_path.as_deref()),
             worker: None,
             waiting: HashMap::new(),
+            opener: Opener::default(),
+            loaded: Vec::new(),
             unavailable: None,
             admission: Admission::default(),
         })
@@ -123,6 +141,17 @@ impl<'a> Pipeline<'a> {
                 self.on_probed(i, outcome);
             }
         }
+        for (i, opened) in std::mem::take(&mut self.opener).finish() {
+            match opened {
+                Ok(lib) => self.loaded.push((i, lib)),
+                Err(e) => self.admission.report.files[i].fail(e),
+            }
+        }
+        self.loaded.sort_by_key(|(i, _)| *i);
+        self.admission.libraries = std::mem::take(&mut self.loaded)
+            .into_iter()
+            .map(|(_, lib)| lib)
+            .collect();
         if let Err(e) = self.cache.save() {
             self.admission.report.cache_error = Some(format!(
                 "cannot save the scan cache {}: {e}",
@@ -154,47 +183,78 @@ impl<'a> Pipeline<'a> {
             Lookup::Racy(e) => Some((e.clone(), true)),
             Lookup::Miss => None,
         };
-        // Find (or make) the shadow copy and the content hash.
-        let (sha256, shadow, entry) = match cached {
-            Some((entry, racy)) => match self.shadow.existing(&entry.sha256, identity.size) {
-                Some(shadow) if !racy => (entry.sha256.clone(), shadow, Some(entry)),
+        // Find (or make) the shadow copy and the content id; SHA-256 only when
+        // an allowlist needs it.
+        let want_sha256 = self.allowlist.is_some();
+        let unreadable = |e: std::io::Error| Error::Refused {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it: {e}"),
+        };
+        let (hashes, shadow, entry) = match cached {
+            Some((entry, racy)) => match self.shadow.existing(&entry.content_id, identity.size) {
+                Some(shadow) if !racy => (
+                    Hashes {
+                        content_id: entry.content_id.clone(),
+                        sha256: entry.sha256.clone(),
+                    },
+                    shadow,
+                    Some(entry),
+                ),
                 Some(shadow) => {
-                    let sha = sha256_file(&candidate.canonical).map_err(|e| Error::Refused {
-                        path: path.to_path_buf(),
-                        reason: format!("cannot read it: {e}"),
-                    })?;
-                    if sha == entry.sha256 {
+                    let hashes =
+                        hash_file(&candidate.canonical, want_sha256).map_err(unreadable)?;
+                    if hashes.content_id == entry.content_id {
                         self.cache.confirm(&identity.canonical_path);
-                        (sha, shadow, Some(entry))
+                        (hashes, shadow, Some(entry))
                     } else {
-                        let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
-                        (sha, shadow, None)
+                        let (hashes, shadow) =
+                            self.shadow
+                                .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                        (hashes, shadow, None)
                     }
                 }
                 None => {
-                    let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
-                    let same = sha == entry.sha256;
+                    let (hashes, shadow) =
+                        self.shadow
+                            .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                    let same = hashes.content_id == entry.content_id;
                     if same && racy {
                         self.cache.confirm(&identity.canonical_path);
                     }
-                    (sha, shadow, same.then_some(entry))
+                    (hashes, shadow, same.then_some(entry))
                 }
             },
             None => {
-                let (sha, shadow) = self.shadow.copy_in(&candidate.canonical, &identity)?;
-                (sha, shadow, None)
+                let (hashes, shadow) =
+                    self.shadow
+                        .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                (hashes, shadow, None)
             }
         };
+        let mut hashes = hashes;
+        if want_sha256 && hashes.sha256.is_none() {
+            // A cache hit recorded without an allowlist: hash the private copy,
+            // which holds exactly the bytes that will be mapped, and remember it.
+            let sha = hash_file(&shadow, true)
+                .map_err(unreadable)?
+                .sha256
+                .unwrap_or_default();
+            self.cache.set_sha256(&identity.canonical_path, &sha);
+            hashes.sha256 = Some(sha);
+        }
         {
             let report = &mut self.admission.report.files[index];
-            report.sha256 = Some(sha256.clone());
+            report.content_id = Some(hashes.content_id.clone());
+            report.sha256.clone_from(&hashes.sha256);
             report.shadow = Some(shadow.clone());
         }
-        self.check_integrity(index, path, &sha256)?;
+        if let Some(sha256) = &hashes.sha256 {
+            self.check_integrity(index, path, sha256)?;
+        }
         let copied = Copied {
             candidate,
             identity,
-            sha256,
+            hashes,
             shadow,
         };
         if let Some(entry) = entry {
@@ -222,7 +282,7 @@ impl<'a> Pipeline<'a> {
                 Ok(lib) => {
                     let plugin = PluginSummary::from_info(&lib.info);
                     if self.load {
-                        self.admission.libraries.push(lib);
+                        self.loaded.push((index, lib));
                     }
                     CachedVerdict::Compatible { plugin }
                 }
@@ -278,7 +338,8 @@ impl<'a> Pipeline<'a> {
     fn remember(&mut self, copied: &Copied, verdict: &CachedVerdict) {
         self.cache.insert(CacheEntry {
             identity: copied.identity.clone(),
-            sha256: copied.sha256.clone(),
+            content_id: copied.hashes.content_id.clone(),
+            sha256: copied.hashes.sha256.clone(),
             interface_build_id: self.build_id.to_owned(),
             verdict: verdict.clone(),
             checked_at_ns: now_ns(),
@@ -300,9 +361,10 @@ impl<'a> Pipeline<'a> {
             CachedVerdict::Compatible { plugin } => {
                 report.succeed(plugin);
                 if self.load && !already_loaded {
-                    // SAFETY: `copied.shadow` is the copy named by `copied.sha256`
-                    // in our private 0700 directory, written by `ShadowDir::copy_in`
-                    // from exactly the bytes it hashed and renamed into place only
+                    // SAFETY: `copied.shadow` is the copy named by its content id
+                    // (BLAKE3, `copied.hashes.content_id`) in our private 0700
+                    // directory, written by `ShadowDir::copy_in` from exactly the
+                    // bytes it hashed and renamed into place only
                     // when complete (read-only, checked again for owner/size before
                     // reuse). The `Compatible` verdict was produced by abi_stable's
                     // full layout check on those bytes — in the probe child, which
@@ -313,14 +375,7 @@ impl<'a> Pipeline<'a> {
                     // Same bytes + same expected layout = same check result, so
                     // repeating the check could only pass again.
                     let proof = unsafe { LayoutVerified::assume() };
-                    match loader::open_library_as(
-                        &path,
-                        &copied.shadow,
-                        LayoutCheck::AlreadyVerified(proof),
-                    ) {
-                        Ok(lib) => self.admission.libraries.push(lib),
-                        Err(e) => report.fail(e),
-                    }
+                    self.opener.open(index, path, copied.shadow.clone(), proof);
                 }
             }
             CachedVerdict::Rejected { rejection } => report.fail(rejection.to_error(&path)),

@@ -333,9 +333,13 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe calls (dup2, fcntl) on descriptors it owns.
+        // async-signal-safe calls (dup2, fcntl) on descriptors it owns, plus
+        // setpriority, a plain system call on the child itself (no locks, no
+        // allocation) that lowers its CPU priority for the background probe
+        // (see `super::priority`); its failure is ignored.
         unsafe {
             cmd.pre_exec(move || {
+                libc::setpriority(libc::PRIO_PROCESS, 0, super::priority::BACKGROUND_NICE);
                 if child_fd == CHANNEL_FD {
                     // Already fd 3: just let it survive exec.
                     let flags = libc::fcntl(child_fd, libc::F_GETFD);

@@ -62,7 +62,9 @@ pub struct FileReport {
     pub error: Option<Error>,
     /// Metadata, when compatible.
     pub plugin: Option<PluginSummary>,
-    /// SHA-256 of its bytes, when read.
+    /// BLAKE3 of its bytes (names its shadow copy), when known.
+    pub content_id: Option<String>,
+    /// SHA-256 of its bytes; computed only when an allowlist is configured.
     pub sha256: Option<String>,
     /// The private copy that is (or would be) mapped.
     pub shadow: Option<PathBuf>,
@@ -80,6 +82,7 @@ impl FileReport {
             reason: Some("not checked".into()),
             error: None,
             plugin: None,
+            content_id: None,
             sha256: None,
             shadow: None,
             from_cache: false,

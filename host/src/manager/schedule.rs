@@ -58,9 +58,12 @@ impl Inner {
     /// Resolves the registered plugins: a snapshot under the registry's short
     /// read lock, then the resolver with no lock held.
     pub(crate) fn plan(&self) -> Plan {
-        let nodes: Vec<resolve::Node> = self
-            .registry
-            .snapshot()
+        let mut slots = self.registry.snapshot();
+        // In name order, the order the resolver works in: then its passes read
+        // the nodes (and the copies they own) front to back instead of jumping
+        // around in memory, which matters once they outgrow the CPU caches.
+        slots.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let nodes: Vec<resolve::Node> = slots
             .iter()
             .map(|s| resolve::Node::from_info(s.id, s.plugin.info()))
             .collect();

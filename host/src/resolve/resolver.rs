@@ -18,30 +18,17 @@ enum Claim {
     Refused,
 }
 
-/// One declared dependency, resolved to what the passes need.
-#[derive(Debug, Clone, Copy)]
-struct Edge {
-    /// Who has that name (`None`: nobody).
-    claim: Option<Claim>,
-    /// Whether it is declared optional.
-    optional: bool,
-    /// Whether the name's winner satisfies the version requirement (false if none).
-    matches: bool,
-}
-
 /// Working state of one resolution. Nodes are addressed by their index in `nodes`,
 /// which is sorted by name (then version, highest first).
 pub(super) struct Resolver<'a> {
     nodes: Vec<&'a Node>,
     /// Position of each node's id in `nodes`.
     index: HashMap<uuid::Uuid, usize>,
-    /// Each declared dependency as the later passes need it, flat (CSR): node `v`'s
-    /// are `edges[edges_start[v]..edges_start[v + 1]]`, aligned with
-    /// `nodes[v].dependencies`. Built once in name order, so the passes read one
-    /// contiguous array (no hashing, no pointer chasing into the caller's nodes)
-    /// and touch a [`DependencySpec`] only to describe a problem.
-    edges: Vec<Edge>,
-    edges_start: Vec<usize>,
+    /// What each declared dependency refers to (`None`: nobody has that name), flat:
+    /// node `v`'s are `claims[claims_start[v]..claims_start[v + 1]]`, aligned with
+    /// `nodes[v].dependencies`. Looked up once so later passes do no hashing.
+    claims: Vec<Option<Claim>>,
+    claims_start: Vec<usize>,
     blocked: Vec<Option<Error>>,
     skipped: Vec<Vec<Error>>,
 }
@@ -68,8 +55,8 @@ impl<'a> Resolver<'a> {
         let mut resolver = Self {
             nodes,
             index,
-            edges: Vec::new(),
-            edges_start: Vec::with_capacity(n + 1),
+            claims: Vec::new(),
+            claims_start: Vec::with_capacity(n + 1),
             blocked: vec![None; n],
             skipped: vec![Vec::new(); n],
         };
@@ -139,33 +126,24 @@ impl<'a> Resolver<'a> {
     }
 
     fn resolve_names(&mut self, owners: &HashMap<&str, Claim>) {
-        let nodes = &self.nodes;
-        for node in nodes {
-            self.edges_start.push(self.edges.len());
-            self.edges.extend(node.dependencies.iter().map(|dep| {
-                let claim = owners.get(dep.name.as_str()).copied();
-                let matches = match claim {
-                    Some(Claim::Winner(t)) => dep.requirement.matches(&nodes[t].version),
-                    _ => false,
-                };
-                Edge {
-                    claim,
-                    optional: dep.optional,
-                    matches,
-                }
-            }));
+        for node in &self.nodes {
+            self.claims_start.push(self.claims.len());
+            self.claims.extend(
+                node.dependencies
+                    .iter()
+                    .map(|dep| owners.get(dep.name.as_str()).copied()),
+            );
         }
-        self.edges_start.push(self.edges.len());
+        self.claims_start.push(self.claims.len());
     }
 
-    /// Node `v`'s resolved dependencies.
-    fn edges(&self, v: usize) -> &[Edge] {
-        &self.edges[self.edges_start[v]..self.edges_start[v + 1]]
-    }
-
-    /// Node `v`'s declared dependency number `k` (only to describe a problem).
-    fn spec(&self, v: usize, k: usize) -> &'a DependencySpec {
-        &self.nodes[v].dependencies[k]
+    /// Node `v`'s declared dependencies with what each refers to.
+    fn deps(&self, v: usize) -> impl Iterator<Item = (&'a DependencySpec, Option<Claim>)> + '_ {
+        let claims = &self.claims[self.claims_start[v]..self.claims_start[v + 1]];
+        self.nodes[v]
+            .dependencies
+            .iter()
+            .zip(claims.iter().copied())
     }
 
     /// Required edges between name owners, ignoring versions (a cycle is reported even if
@@ -174,8 +152,8 @@ impl<'a> Resolver<'a> {
         let mut builder = GraphBuilder::new(self.nodes.len());
         for v in 0..self.nodes.len() {
             if self.blocked[v].is_none() {
-                for e in self.edges(v) {
-                    if let (false, Some(Claim::Winner(t))) = (e.optional, e.claim) {
+                for (dep, claim) in self.deps(v) {
+                    if let (false, Some(Claim::Winner(t))) = (dep.optional, claim) {
                         builder.add_edge(t, false);
                     }
                 }
@@ -225,33 +203,27 @@ impl<'a> Resolver<'a> {
     /// before a failed dependency, each in declaration order.
     fn check_required(&self, v: usize) -> Option<Error> {
         let node = self.nodes[v];
-        let required = || {
-            self.edges(v)
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| !e.optional)
-        };
-        for (k, e) in required() {
-            match e.claim {
+        let required = || self.deps(v).filter(|(dep, _)| !dep.optional);
+        for (dep, claim) in required() {
+            match claim {
                 None => {
-                    let dep = self.spec(v, k);
                     return Some(Error::MissingDependency {
                         plugin: node.name.clone(),
                         dependency: dep.name.clone(),
                         requirement: dep.requirement.to_string(),
-                    });
+                    })
                 }
-                Some(Claim::Winner(t)) if !e.matches => {
-                    return Some(self.conflict(node, self.spec(v, k), t))
+                Some(Claim::Winner(t)) if !dep.requirement.matches(&self.nodes[t].version) => {
+                    return Some(self.conflict(node, dep, t))
                 }
                 _ => {}
             }
         }
-        required().find_map(|(k, e)| match e.claim {
+        required().find_map(|(dep, claim)| match claim {
             Some(Claim::Winner(t)) if self.blocked[t].is_none() => None,
             _ => Some(Error::DependencyFailed {
                 plugin: node.name.clone(),
-                dependency: self.spec(v, k).name.clone(),
+                dependency: dep.name.clone(),
             }),
         })
     }
@@ -272,9 +244,9 @@ impl<'a> Resolver<'a> {
         for v in 0..self.nodes.len() {
             if self.blocked[v].is_none() {
                 let mut skipped = Vec::new();
-                for (k, e) in self.edges(v).iter().enumerate() {
-                    match self.usable(v, k, *e) {
-                        Ok(Some(t)) => builder.add_edge(t, e.optional),
+                for (dep, claim) in self.deps(v) {
+                    match self.usable(v, dep, claim) {
+                        Ok(Some(t)) => builder.add_edge(t, dep.optional),
                         Ok(None) => {}
                         Err(reason) => skipped.push(reason),
                     }
@@ -288,20 +260,25 @@ impl<'a> Resolver<'a> {
 
     /// For a startable plugin `v`: the node a dependency resolves to, `None` for an absent
     /// optional one, or why a present optional one cannot be used.
-    fn usable(&self, v: usize, k: usize, e: Edge) -> Result<Option<usize>, Error> {
+    fn usable(
+        &self,
+        v: usize,
+        dep: &DependencySpec,
+        claim: Option<Claim>,
+    ) -> Result<Option<usize>, Error> {
         let node = self.nodes[v];
         let failed = || Error::DependencyFailed {
             plugin: node.name.clone(),
-            dependency: self.spec(v, k).name.clone(),
+            dependency: dep.name.clone(),
         };
-        match e.claim {
+        match claim {
             None => Ok(None),
             Some(Claim::Refused) => Err(failed()),
             Some(Claim::Winner(t)) => {
-                if !e.optional {
+                if !dep.optional {
                     Ok(Some(t))
-                } else if !e.matches {
-                    Err(self.conflict(node, self.spec(v, k), t))
+                } else if !dep.requirement.matches(&self.nodes[t].version) {
+                    Err(self.conflict(node, dep, t))
                 } else if t == v {
                     Err(Error::DependencyCycle {
                         cycle: vec![node.name.clone(), node.name.clone()],

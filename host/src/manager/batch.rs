@@ -118,15 +118,16 @@ pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
                 .iter()
                 .filter_map(|u| outcomes.get(u).cloned())
                 .collect();
-            let (id, name) = (slot.id, slot.name.clone());
+            let id = slot.id;
             let inner = Arc::clone(inner);
+            let task_slot = Arc::clone(&slot);
             let task = tokio::spawn(path::within(caller_path.clone(), async move {
                 for w in waits {
                     let _ = w.await;
                 }
-                inner.unload(&slot).await
+                inner.unload(&task_slot).await
             }));
-            outcomes.insert(id, outcome(&name, "unload", task));
+            outcomes.insert(id, outcome(slot, "unload", task));
         }
         pending = rest;
     }

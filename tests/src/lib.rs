@@ -342,3 +342,18 @@ pub fn c_library(name: &str) -> PathBuf {
     built.push((name.to_owned(), path.clone()));
     path
 }
+
+/// The file names in `dir`, sorted (panics naming the dir if it cannot be listed).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}

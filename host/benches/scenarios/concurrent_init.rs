@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::manager::{ManagerConfig, PluginManager};
 use host::Plugin;
 
 use crate::baselines::GlobalLockManager;
-use crate::fixtures::BenchPlugin;
+use crate::fixtures::{time_load_all, BenchPlugin};
 use crate::report::{Goal, Report};
 use crate::stats::median;
 use crate::Options;
@@ -52,24 +51,7 @@ fn plugins(n: usize) -> Vec<Arc<dyn Plugin>> {
 
 /// One `load_all_plugins` over `n` fresh plugins; seconds.
 async fn manager_round(n: usize) -> Result<f64, String> {
-    let config = ManagerConfig::builder()
-        .max_parallel(n)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let manager = PluginManager::new(config);
-    for p in plugins(n) {
-        manager.register_plugin(p).map_err(|e| e.to_string())?;
-    }
-    let start = Instant::now();
-    let outcome = manager.load_all_plugins().await;
-    let elapsed = start.elapsed().as_secs_f64();
-    if let Some(f) = outcome.failures().next() {
-        return Err(format!(
-            "load_all_plugins: {} failed: {:?}",
-            f.name, f.result
-        ));
-    }
-    Ok(elapsed)
+    time_load_all(plugins(n), n).await
 }
 
 /// The same with the global-lock baseline; seconds.

@@ -2,11 +2,9 @@
 //! each `initialize` awaiting 10 ms; the wall time of `load_all_plugins` divided
 //! by the critical-path lower bound (depth x 10 ms: no schedule can do better).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use host::manager::{ManagerConfig, PluginManager};
-
-use crate::fixtures::Dag;
+use crate::fixtures::{time_load_all, Dag};
 use crate::report::{Goal, Report};
 use crate::stats::median;
 use crate::Options;
@@ -42,22 +40,5 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
 
 /// One `load_all_plugins` of the DAG in a fresh manager; seconds.
 async fn round(dag: &Dag, n: usize) -> Result<f64, String> {
-    let config = ManagerConfig::builder()
-        .max_parallel(n)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let manager = PluginManager::new(config);
-    for p in dag.plugins(INIT, 9) {
-        manager.register_plugin(p).map_err(|e| e.to_string())?;
-    }
-    let start = Instant::now();
-    let outcome = manager.load_all_plugins().await;
-    let elapsed = start.elapsed().as_secs_f64();
-    if let Some(f) = outcome.failures().next() {
-        return Err(format!(
-            "load_all_plugins: {} failed: {:?}",
-            f.name, f.result
-        ));
-    }
-    Ok(elapsed)
+    time_load_all(dag.plugins(INIT, 9), n).await
 }

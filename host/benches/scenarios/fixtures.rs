@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use host::{DependencySpec, Plugin, PluginContext, PluginInfo};
@@ -199,4 +199,31 @@ pub fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Registers `plugins` in a fresh manager (at most `max_parallel` initializations at
+/// once) and times `load_all_plugins`; seconds. Fails naming the first plugin that
+/// did not start.
+pub async fn time_load_all(
+    plugins: Vec<Arc<dyn Plugin>>,
+    max_parallel: usize,
+) -> Result<f64, String> {
+    let config = host::manager::ManagerConfig::builder()
+        .max_parallel(max_parallel)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let manager = host::manager::PluginManager::new(config);
+    for p in plugins {
+        manager.register_plugin(p).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    let outcome = manager.load_all_plugins().await;
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(f) = outcome.failures().next() {
+        return Err(format!(
+            "load_all_plugins: {} failed: {:?}",
+            f.name, f.result
+        ));
+    }
+    Ok(elapsed)
 }

@@ -3,11 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use host::{Error, PluginStateManager};
+use integration_tests::names_in;
 use integration_tests::state_writer::{expected_state, PLUGIN, VERSION};
 use serde_json::Value;
 
@@ -29,15 +30,6 @@ fn stderr_of(child: &mut Child) -> String {
         let _ = err.read_to_string(&mut text);
     }
     text
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -13,6 +13,7 @@ use host::{
     Error, LoadOutcome, Plugin, PluginContext, PluginInfo, PluginStateManager, SaveOutcome,
     StateEvent,
 };
+use integration_tests::names_in;
 use plugin_api::PluginError;
 use semver::Version;
 use serde_json::{json, Value};
@@ -115,15 +116,6 @@ async fn open(dir: &Path) -> PluginStateManager {
     PluginStateManager::open_async(dir.to_path_buf())
         .await
         .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 fn v(text: &str) -> Version {

@@ -2,7 +2,7 @@
 //! registry lookup (manager vs a tokio RwLock registry, uncontended), one
 //! durable state save.
 //!
-//! `cargo bench -p host --bench micro` (part of `cargo xtask bench`); under
+//! `cargo bench -p plugbay-host --bench micro` (part of `cargo xtask bench`); under
 //! `cargo test --all-targets` criterion runs each benchmark once as a smoke test.
 
 #[path = "scenarios/baselines.rs"]
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use host::resolve::{resolve, Node};
-use host::{Plugin, PluginStateManager};
+use plugbay_host::resolve::{resolve, Node};
+use plugbay_host::{Plugin, PluginStateManager};
 use uuid::Uuid;
 
 use fixtures::{BenchPlugin, Dag};
@@ -56,7 +56,7 @@ fn bench_lookup(c: &mut Criterion) {
         .map(|p| (Uuid::new_v4(), p))
         .collect();
     let ids: Vec<Uuid> = plugins.iter().map(|(id, _)| *id).collect();
-    let manager = host::PluginManager::default();
+    let manager = plugbay_host::PluginManager::default();
     let manager_ids: Vec<Uuid> = plugins
         .iter()
         .map(|(_, p)| {

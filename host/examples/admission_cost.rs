@@ -2,7 +2,7 @@
 //! lives with `cargo xtask bench`). Run each mode in a fresh process, release:
 //!
 //! ```text
-//! cargo build --release -p hello -p host --bin plugin-probe --example admission_cost
+//! cargo build --release -p plugbay-sample-hello -p plugbay-host --bin plugin-probe --example admission_cost
 //! admission_cost prepare LIB DIR N   # N distinct copies of LIB (unique trailing bytes)
 //! admission_cost raw DIR             # libloading::Library::new + one symbol, per file
 //! admission_cost scan DIR WORK       # probe only (nothing opened in this process)
@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use host::safety::{admit_dirs, scan_dirs, SafetyConfig};
+use plugbay_host::safety::{admit_dirs, scan_dirs, SafetyConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,7 +35,7 @@ fn main() {
             }
         }
         "raw" => {
-            let files = host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
+            let files = plugbay_host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
             let start = Instant::now();
             for f in &files {
                 // SAFETY: measurement of trusted sample copies; leaked like abi_stable does.
@@ -43,7 +43,7 @@ fn main() {
                     let lib = libloading::Library::new(f).unwrap();
                     let sym: libloading::Symbol<*const u8> = lib
                         .get(
-                            plugin_api::abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL
+                            plugbay_api::abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL
                                 .as_bytes(),
                         )
                         .unwrap();
@@ -80,12 +80,15 @@ fn main() {
         }
         "probe" => {
             // One probe child for every file of DIR; nothing else.
-            let files = host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
+            let files = plugbay_host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
             let config = SafetyConfig::builder().build().unwrap();
             let (program, args) = config.probe_command().unwrap();
             let start = Instant::now();
-            let worker =
-                host::safety::probe::ProbeWorker::start(program, args, config.probe_timeout());
+            let worker = plugbay_host::safety::probe::ProbeWorker::start(
+                program,
+                args,
+                config.probe_timeout(),
+            );
             for (i, f) in files.iter().enumerate() {
                 worker.submit(i, f.clone());
             }
@@ -103,7 +106,7 @@ fn main() {
             let file = PathBuf::from(arg(1));
             let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
             let start = Instant::now();
-            host::safety::shadow::sha256_file(&file).unwrap();
+            plugbay_host::safety::shadow::sha256_file(&file).unwrap();
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "sha256: {:.2} ms per MB ({:.0} MB/s)",
@@ -111,11 +114,11 @@ fn main() {
                 mb / secs
             );
             let work = std::env::temp_dir().join(format!("hash-bench-{}", std::process::id()));
-            let shadow = host::safety::shadow::ShadowDir::open(&work).unwrap();
+            let shadow = plugbay_host::safety::shadow::ShadowDir::open(&work).unwrap();
             let meta = std::fs::metadata(&file).unwrap();
-            let id = host::safety::cache::FileIdentity::new(file.clone(), &meta);
+            let id = plugbay_host::safety::cache::FileIdentity::new(file.clone(), &meta);
             let start = Instant::now();
-            host::safety::shadow::hash_file(&file, false).unwrap();
+            plugbay_host::safety::shadow::hash_file(&file, false).unwrap();
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "blake3: {:.2} ms per MB ({:.0} MB/s)",

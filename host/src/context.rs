@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use plugin_api::LogLevel;
+use plugbay_api::LogLevel;
 use serde_json::Value;
 
 use crate::error::{Error, Result};

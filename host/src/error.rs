@@ -32,10 +32,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The file is a shared library but does not export a plugin-api root module.
+    /// The file is a shared library but does not export a plugbay-api root module.
     #[error(
-        "{} is not a plugin: it does not export the plugin-api root module \
-         (a plugin calls `plugin_api::export_plugin!(MyPlugin)`)",
+        "{} is not a plugin: it does not export the plugbay-api root module \
+         (a plugin calls `plugbay_api::export_plugin!(MyPlugin)`)",
         path.display()
     )]
     NotAPlugin {
@@ -45,8 +45,8 @@ pub enum Error {
 
     /// The plugin's types do not match this host's interface layout.
     #[error(
-        "{} has an incompatible plugin-api layout: {summary}; \
-         rebuild the plugin against plugin-api {host_interface}",
+        "{} has an incompatible plugbay-api layout: {summary}; \
+         rebuild the plugin against plugbay-api {host_interface}",
         path.display()
     )]
     AbiMismatch {
@@ -54,22 +54,22 @@ pub enum Error {
         path: PathBuf,
         /// A few lines saying which type or field differs.
         summary: String,
-        /// The plugin-api version this host was built with.
+        /// The plugbay-api version this host was built with.
         host_interface: String,
     },
 
-    /// The plugin was built against a plugin-api major version this host does not speak.
+    /// The plugin was built against a plugbay-api major version this host does not speak.
     #[error(
-        "{} was built against plugin-api {found}, but this host speaks plugin-api {expected}; \
-         rebuild the plugin against plugin-api {expected}",
+        "{} was built against plugbay-api {found}, but this host speaks plugbay-api {expected}; \
+         rebuild the plugin against plugbay-api {expected}",
         path.display()
     )]
     InterfaceVersionMismatch {
         /// The library file.
         path: PathBuf,
-        /// The host's plugin-api version.
+        /// The host's plugbay-api version.
         expected: String,
-        /// The plugin's plugin-api version.
+        /// The plugin's plugbay-api version.
         found: String,
     },
 

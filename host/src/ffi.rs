@@ -1,7 +1,7 @@
 //! Native plugins behind the host-side [`Plugin`] trait.
 //!
 //! Every call into library code runs on tokio's blocking pool. Inside the
-//! library the plugin may call back into the host ([`plugin_api::HostApi`]);
+//! library the plugin may call back into the host ([`plugbay_api::HostApi`]);
 //! those callbacks run synchronously on that same blocking thread and use
 //! `Handle::block_on` to reach the async manager, which is allowed on blocking
 //! threads (never on async workers: library code never runs there).
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use plugin_api::{
+use plugbay_api::{
     abi_stable::std_types::{ROption, RResult, RStr, RString},
     ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
 };

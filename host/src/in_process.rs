@@ -2,15 +2,15 @@
 //! want to offer Rust code as plugins, and for tests.
 //!
 //! ```
-//! use host::{InProcessPlugin, PluginManager};
+//! use plugbay_host::{InProcessPlugin, PluginManager};
 //! use serde_json::json;
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> host::Result<()> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> plugbay_host::Result<()> {
 //! let echo = InProcessPlugin::builder("echo", "1.0.0")
 //!     .on_call(|_ctx, method, args| async move {
 //!         match method.as_str() {
 //!             "echo" => Ok(args),
-//!             _ => Err(plugin_api::PluginError::unknown_method(&method)),
+//!             _ => Err(plugbay_api::PluginError::unknown_method(&method)),
 //!         }
 //!     })
 //!     .build();
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
 use serde_json::Value;
 
 use crate::context::PluginContext;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use plugin_api::PluginMetadata;
+use plugbay_api::PluginMetadata;
 use semver::{Version, VersionReq};
 use serde::Serialize;
 
@@ -69,7 +69,7 @@ pub struct PluginInfo {
     pub description: String,
     /// Declared dependencies.
     pub dependencies: Vec<DependencySpec>,
-    /// The plugin-api version the plugin was built against (the host's own for in-process plugins).
+    /// The plugbay-api version the plugin was built against (the host's own for in-process plugins).
     pub interface_version: String,
     /// Where it comes from.
     pub source: PluginSource,
@@ -83,7 +83,7 @@ impl PluginInfo {
             version: Version::parse(version).expect("valid semver version"),
             description: String::new(),
             dependencies: Vec::new(),
-            interface_version: plugin_api::INTERFACE_VERSION.to_owned(),
+            interface_version: plugbay_api::INTERFACE_VERSION.to_owned(),
             source: PluginSource::InProcess,
         }
     }

@@ -1,4 +1,4 @@
-//! # host: discovers, checks, loads and runs plugins built against `plugin-api`
+//! # host: discovers, checks, loads and runs plugins built against `plugbay-api`
 //!
 //! The pieces, bottom up:
 //! - [`discovery`] finds library files in plugin directories;

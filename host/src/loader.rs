@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule, RootModuleError};
 use abi_stable::StableAbi;
-use plugin_api::{PluginModRef, INTERFACE_VERSION};
+use plugbay_api::{PluginModRef, INTERFACE_VERSION};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ impl std::fmt::Debug for LoadedLibrary {
 }
 
 /// Identifies the interface layout this build checks plugins against: a SHA-256
-/// over the plugin-api version, the root module's version strings and the
+/// over the plugbay-api version, the root module's version strings and the
 /// printed type layout (`Display`: type, size, alignment, package and version,
 /// fields, tags, extra checks, repr) of the root module and of every type nested
 /// in it. Two builds with the same id run abi_stable's layout check against
@@ -184,7 +184,7 @@ fn renamed(error: Error, from: &Path, to: &Path) -> Error {
 fn open_checked_file(
     path: &Path,
     layout: LayoutCheck,
-) -> Result<(PluginModRef, plugin_api::PluginMetadata)> {
+) -> Result<(PluginModRef, plugbay_api::PluginMetadata)> {
     if !path.is_absolute() {
         // dlopen would search the system path for a bare name.
         return Err(Error::Refused {

@@ -4,7 +4,7 @@
 //! can implement it directly for in-process plugins (and tests do).
 
 use async_trait::async_trait;
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
 use serde_json::Value;
 
 use crate::context::PluginContext;

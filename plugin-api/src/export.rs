@@ -145,7 +145,7 @@ pub fn root_module<T: Plugin>() -> PluginModRef {
 /// at the top level of a `cdylib` crate:
 ///
 /// ```
-/// # use plugin_api::{Plugin, PluginMetadata};
+/// # use plugbay_api::{Plugin, PluginMetadata};
 /// #[derive(Default)]
 /// struct MyPlugin;
 ///
@@ -155,7 +155,7 @@ pub fn root_module<T: Plugin>() -> PluginModRef {
 ///     }
 /// }
 ///
-/// plugin_api::export_plugin!(MyPlugin);
+/// plugbay_api::export_plugin!(MyPlugin);
 /// ```
 ///
 /// It emits the same library header as abi_stable's `#[export_root_module]`

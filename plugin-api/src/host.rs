@@ -33,7 +33,7 @@ pub enum LogLevel {
 /// [`HostContext`], which wraps it with convenient methods.
 ///
 /// New methods are only ever appended after the current last one, so plugins
-/// built against an older `plugin-api` 1.x keep loading.
+/// built against an older `plugbay-api` 1.x keep loading.
 #[sabi_trait]
 pub trait HostApi: Clone + Send + Sync + 'static {
     /// Writes a log line through the host's `tracing`, tagged with the plugin's name.

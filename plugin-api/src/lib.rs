@@ -1,4 +1,4 @@
-//! # plugin-api: the contract between the plugin host and native plugins
+//! # plugbay-api: the contract between the plugin host and native plugins
 //!
 //! This is the only crate a plugin author depends on. A plugin is a `cdylib`
 //! that implements [`Plugin`] — plain, safe Rust — and exports it with
@@ -20,14 +20,14 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! plugin-api = "1"
+//! plugbay-api = "1"
 //! serde_json = "1"
 //! ```
 //!
 //! `src/lib.rs`:
 //!
 //! ```
-//! use plugin_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+//! use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
 //! use serde_json::{json, Value};
 //!
 //! #[derive(Default)]
@@ -72,7 +72,7 @@
 //!
 //! ## Versioning
 //!
-//! The host refuses a plugin whose `plugin-api` has a different major version
+//! The host refuses a plugin whose `plugbay-api` has a different major version
 //! (abi_stable's rule; for a `0.x` crate a minor bump would already count as
 //! breaking, which is why this crate is `1.x`). The rule for this crate:
 //!
@@ -105,7 +105,7 @@ pub use module::{PluginMod, PluginModRef, PluginMod_Prefix};
 /// Re-exported so hosts and plugins use exactly the abi_stable this contract was built with.
 pub use abi_stable;
 
-/// The version of `plugin-api` this code was compiled from; plugins record it in
+/// The version of `plugbay-api` this code was compiled from; plugins record it in
 /// their metadata.
 pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

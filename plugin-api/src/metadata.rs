@@ -32,14 +32,14 @@ pub struct PluginMetadata {
     pub description: RString,
     /// Other plugins this one needs.
     pub dependencies: RVec<Dependency>,
-    /// The `plugin-api` version the plugin was compiled against (filled in automatically).
+    /// The `plugbay-api` version the plugin was compiled against (filled in automatically).
     pub interface_version: RString,
 }
 
 impl PluginMetadata {
     /// Metadata with a name and version, no description and no dependencies.
     ///
-    /// `interface_version` is set to the `plugin-api` version this code is compiled with.
+    /// `interface_version` is set to the `plugbay-api` version this code is compiled with.
     pub fn new(name: &str, version: &str) -> Self {
         Self {
             name: name.into(),

@@ -9,7 +9,7 @@ use crate::{PluginError, PluginInstanceBox, PluginMetadata};
 
 /// The table of functions a plugin library exports.
 ///
-/// This is a prefix type: later `plugin-api` 1.x releases may append fields after
+/// This is a prefix type: later `plugbay-api` 1.x releases may append fields after
 /// `new_instance`, and hosts built against them still load older plugins
 /// (the appended fields read as absent).
 #[repr(C)]

@@ -43,17 +43,28 @@ pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
             let path = dir.join(library_file_name(p));
             assert!(
                 path.is_file(),
-                "{} was not built; run `cargo build --target-dir {} -p {p}`",
+                "{} was not built; run `cargo build --target-dir {} -p {}`",
                 path.display(),
-                fixture_target_dir().display()
+                fixture_target_dir().display(),
+                package_of(p)
             );
             path
         })
         .collect()
 }
 
-/// Every cdylib the tests load: the samples and the test-only fixtures.
+/// Every cdylib the tests load, by library name: the samples and the test-only fixtures.
 pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
+
+/// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:
+/// samples are `plugbay-sample-<lib>`, test fixtures `plugbay-<lib>`.
+pub fn package_of(lib: &str) -> String {
+    if lib.starts_with("fixture-") {
+        format!("plugbay-{lib}")
+    } else {
+        format!("plugbay-sample-{lib}")
+    }
+}
 
 /// Guards the one build of everything the tests load.
 static BUILT: OnceLock<()> = OnceLock::new();
@@ -66,11 +77,11 @@ fn build_all_test_libraries() {
         .arg("--quiet")
         .arg("--target-dir")
         .arg(fixture_target_dir());
-    for p in ALL_TEST_LIBRARIES {
-        cmd.arg("-p").arg(p);
+    for lib in ALL_TEST_LIBRARIES {
+        cmd.arg("-p").arg(package_of(lib));
     }
     // The host package too, for its binaries (`plugin-host`).
-    cmd.arg("-p").arg("host");
+    cmd.arg("-p").arg("plugbay-host");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
@@ -89,7 +100,7 @@ pub fn plugin_host_bin() -> PathBuf {
         .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
-        "{} was not built; run `cargo build --target-dir {} -p host`",
+        "{} was not built; run `cargo build --target-dir {} -p plugbay-host`",
         path.display(),
         fixture_target_dir().display()
     );
@@ -144,8 +155,8 @@ impl PluginDir {
     /// Safety settings for admitting this directory in tests: the real preflight
     /// probe (built on demand), with the scan cache and shadow copies in a private
     /// work dir inside the temp dir (discovery is not recursive, so it is not scanned).
-    pub fn safety(&self) -> host::SafetyConfig {
-        host::SafetyConfig::builder()
+    pub fn safety(&self) -> plugbay_host::SafetyConfig {
+        plugbay_host::SafetyConfig::builder()
             .probe_program(probe_binary(), Vec::new())
             .work_dir(self.dir.path().join(".host-work"))
             .build()
@@ -153,9 +164,9 @@ impl PluginDir {
     }
 
     /// A manager whose `load_directory` admits libraries with [`PluginDir::safety`].
-    pub fn manager(&self) -> host::PluginManager {
-        host::PluginManager::new(
-            host::ManagerConfig::builder()
+    pub fn manager(&self) -> plugbay_host::PluginManager {
+        plugbay_host::PluginManager::new(
+            plugbay_host::ManagerConfig::builder()
                 .safety(self.safety())
                 .build()
                 .expect("valid manager config"),
@@ -176,7 +187,7 @@ pub fn probe_binary() -> PathBuf {
         .get_or_init(|| {
             cargo_build(
                 &workspace_root(),
-                &["-p", "host", "--bin", "plugin-probe"],
+                &["-p", "plugbay-host", "--bin", "plugin-probe"],
                 &fixture_target_dir(),
             );
             let path = fixture_target_dir()
@@ -188,7 +199,7 @@ pub fn probe_binary() -> PathBuf {
         .clone()
 }
 
-/// The edits that turn plugin-api into the "edited interface" the abi-mismatch
+/// The edits that turn plugbay-api into the "edited interface" the abi-mismatch
 /// fixture is built against: `Dependency::optional` becomes a `u32`. Same package
 /// name and version, so abi_stable's version check passes and only its layout
 /// check can catch the difference. `(file, from, to)`; every `from` must occur.
@@ -222,12 +233,12 @@ fn package_version(manifest: &Path) -> String {
 }
 
 /// Builds (once per test process) a plugin compiled against an edited copy of
-/// plugin-api and returns the library's path.
+/// plugbay-api and returns the library's path.
 ///
 /// The edited interface is generated from the real `plugin-api/src` with
 /// [`INTERFACE_EDITS`], so it never drifts from the real one; it lives under
 /// `target/fixture-build/abi-mismatch/` as its own workspace (a second package
-/// named `plugin-api` can never be a member of ours), pinned by a copy of our
+/// named `plugbay-api` can never be a member of ours), pinned by a copy of our
 /// `Cargo.lock`.
 pub fn abi_mismatch_library() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -259,8 +270,8 @@ pub fn abi_mismatch_library() -> PathBuf {
             }
             let version = package_version(&root.join("plugin-api/Cargo.toml"));
             let api_manifest = format!(
-                "# GENERATED by tests/src/lib.rs: plugin-api with INTERFACE_EDITS applied.\n\
-                 [package]\nname = \"plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\
+                "# GENERATED by tests/src/lib.rs: plugbay-api with INTERFACE_EDITS applied.\n\
+                 [package]\nname = \"plugbay-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\
                  publish = false\n\n[dependencies]\nabi_stable = \"0.11.3\"\nserde_json = \"1\"\n"
             );
             write_if_changed(&work.join("edited-api/Cargo.toml"), api_manifest.as_bytes());
@@ -268,7 +279,7 @@ pub fn abi_mismatch_library() -> PathBuf {
                  built against ../edited-api.\n[workspace]\n\n[package]\n\
                  name = \"fixture-abi-mismatch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
                  publish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
-                 plugin-api = { path = \"../edited-api\" }\nserde_json = \"1\"\n\n\
+                 plugbay-api = { path = \"../edited-api\" }\nserde_json = \"1\"\n\n\
                  [profile.dev]\npanic = \"unwind\"\n";
             write_if_changed(&work.join("plugin/Cargo.toml"), plugin_manifest.as_bytes());
             let source = std::fs::read(root.join("tests/abi-mismatch-plugin.rs"))

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// The sample plugin crates `build-samples` builds and copies.
+/// The sample plugins `build-samples` builds and copies, by library name
+/// (package `plugbay-sample-<name>`).
 const SAMPLES: &[&str] = &["hello", "counter", "greeter"];
 
 const USAGE: &str = "\
@@ -80,7 +81,7 @@ fn build_samples() -> Result<PathBuf, String> {
     let mut cmd = cargo();
     cmd.args(["build", "--release"]);
     for s in SAMPLES {
-        cmd.args(["-p", s]);
+        cmd.arg("-p").arg(format!("plugbay-sample-{s}"));
     }
     exec(cmd)?;
     let out = root().join("target").join("plugins");
@@ -113,7 +114,7 @@ fn run() -> Result<(), String> {
         "--release",
         "--quiet",
         "-p",
-        "host",
+        "plugbay-host",
         "--bin",
         "plugin-host",
         "--",
@@ -162,7 +163,7 @@ fn bench_sample() -> Result<PathBuf, String> {
         "rustc",
         "--release",
         "-p",
-        "hello",
+        "plugbay-sample-hello",
         "--lib",
         "--",
         "-C",
@@ -189,14 +190,14 @@ fn bench(quick: bool) -> Result<(), String> {
     let started = std::time::Instant::now();
     let sample = bench_sample()?;
     let mut micro = cargo();
-    micro.args(["bench", "-p", "host", "--bench", "micro"]);
+    micro.args(["bench", "-p", "plugbay-host", "--bench", "micro"]);
     if quick {
         // Criterion's test mode: every benchmark runs once.
         micro.args(["--", "--test"]);
     }
     exec(micro)?;
     let mut scenarios = cargo();
-    scenarios.args(["bench", "-p", "host", "--bench", "scenarios", "--"]);
+    scenarios.args(["bench", "-p", "plugbay-host", "--bench", "scenarios", "--"]);
     if quick {
         scenarios.arg("--quick");
     }

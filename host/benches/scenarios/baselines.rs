@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use host::{Plugin, PluginContext};
+use plugbay_host::{Plugin, PluginContext};
 use uuid::Uuid;
 
 /// The spec's "before" manager: one registry lock and one status lock, both held

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::Plugin;
+use plugbay_host::Plugin;
 
 use crate::baselines::GlobalLockManager;
 use crate::fixtures::{time_load_all, BenchPlugin};

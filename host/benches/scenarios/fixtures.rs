@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use host::{DependencySpec, Plugin, PluginContext, PluginInfo};
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{DependencySpec, Plugin, PluginContext, PluginInfo};
 use serde_json::Value;
 
 /// An in-process plugin for the scenarios: `initialize` awaits `init_delay` (a
@@ -208,11 +208,11 @@ pub async fn time_load_all(
     plugins: Vec<Arc<dyn Plugin>>,
     max_parallel: usize,
 ) -> Result<f64, String> {
-    let config = host::manager::ManagerConfig::builder()
+    let config = plugbay_host::manager::ManagerConfig::builder()
         .max_parallel(max_parallel)
         .build()
         .map_err(|e| e.to_string())?;
-    let manager = host::manager::PluginManager::new(config);
+    let manager = plugbay_host::manager::PluginManager::new(config);
     for p in plugins {
         manager.register_plugin(p).map_err(|e| e.to_string())?;
     }

@@ -37,7 +37,9 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     // "racy" rule: a change in the same clock tick would be invisible) and re-hashes
     // it, so scanning copies written a second ago would measure that re-hash, not a
     // warm start. Let the window pass once; raw dlopen sees the same files.
-    std::thread::sleep(host::safety::cache::RACY_MARGIN + std::time::Duration::from_millis(100));
+    std::thread::sleep(
+        plugbay_host::safety::cache::RACY_MARGIN + std::time::Duration::from_millis(100),
+    );
 
     let mut raw = Vec::new();
     let mut cold = Vec::new();

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::manager::PluginManager;
-use host::{Plugin, PluginContext};
+use plugbay_host::manager::PluginManager;
+use plugbay_host::{Plugin, PluginContext};
 use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 

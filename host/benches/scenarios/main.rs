@@ -1,4 +1,4 @@
-//! The design's claims as numbers: `cargo bench -p host --bench scenarios`
+//! The design's claims as numbers: `cargo bench -p plugbay-host --bench scenarios`
 //! (what `cargo xtask bench` runs) prints a table and writes
 //! `target/bench/summary.json`, one flat numeric key per figure.
 //!
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match parse(&args) {
         Ok(Some(cli)) => run_all(cli),
         Ok(None) => {
-            eprintln!("scenarios: not run (no --bench); use `cargo xtask bench` or `cargo bench -p host --bench scenarios`");
+            eprintln!("scenarios: not run (no --bench); use `cargo xtask bench` or `cargo bench -p plugbay-host --bench scenarios`");
             ExitCode::SUCCESS
         }
         Err(e) => {

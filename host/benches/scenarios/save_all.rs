@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use host::{Plugin, PluginStateManager, SaveOutcome};
+use plugbay_host::{Plugin, PluginStateManager, SaveOutcome};
 use serde_json::json;
 
 use crate::fixtures::BenchPlugin;
@@ -82,7 +82,7 @@ async fn save_all(states: &PluginStateManager, plugins: &[Arc<dyn Plugin>]) -> R
     Ok(elapsed)
 }
 
-fn check(result: host::Result<SaveOutcome>, name: &str) -> Result<(), String> {
+fn check(result: plugbay_host::Result<SaveOutcome>, name: &str) -> Result<(), String> {
     match result {
         Ok(SaveOutcome::Saved { .. }) => Ok(()),
         Ok(other) => Err(format!("saving {name}: expected a write, got {other:?}")),

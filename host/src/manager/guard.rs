@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
-use plugin_api::{panic_message, ErrorKind, PluginError};
+use plugbay_api::{panic_message, ErrorKind, PluginError};
 
 use crate::error::Error;
 

@@ -109,7 +109,7 @@ pub struct PluginSummary {
     pub version: String,
     /// Description.
     pub description: String,
-    /// plugin-api version it was built against.
+    /// plugbay-api version it was built against.
     pub interface_version: String,
     /// Declared dependencies.
     pub dependencies: Vec<DependencySummary>,

@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::FutureExt;
-use plugin_api::{ErrorKind, PluginError};
+use plugbay_api::{ErrorKind, PluginError};
 use semver::Version;
 use serde_json::Value;
 use tokio::sync::broadcast;

@@ -1,7 +1,7 @@
 //! `counter`: a plugin with persistent state. It counts how many times it has been
 //! initialized, across host runs, and exposes `get` and `increment`.
 
-use plugin_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
 use serde_json::{json, Value};
 
 /// Counts initializations (persisted) and explicit increments.

@@ -1,7 +1,7 @@
 //! `greeter`: depends on `hello` (semver `^1.0`) and calls it through the host,
 //! both while initializing and from its own `greet` operation.
 
-use plugin_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
 use serde_json::{json, Value};
 
 /// Builds greetings by asking the `hello` plugin, through the host.

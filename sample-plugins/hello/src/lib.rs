@@ -1,6 +1,6 @@
 //! `hello`: the smallest useful plugin. No dependencies, no state; exposes `greet`.
 
-use plugin_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
 use serde_json::{json, Value};
 
 /// Says hello to whoever asks.

@@ -12,8 +12,8 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use host::{Error, PluginStateManager};
 use integration_tests::state_writer::{expected_state, PLUGIN, VERSION};
+use plugbay_host::{Error, PluginStateManager};
 use semver::Version;
 
 fn main() {

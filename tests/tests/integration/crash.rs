@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use host::{Error, PluginStateManager};
 use integration_tests::names_in;
 use integration_tests::state_writer::{expected_state, PLUGIN, VERSION};
+use plugbay_host::{Error, PluginStateManager};
 use serde_json::Value;
 
 const WRITER: &str = env!("CARGO_BIN_EXE_state-writer");

@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use host::{Error, InProcessPlugin, ManagerConfig, PluginManager, PluginState};
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{Error, InProcessPlugin, ManagerConfig, PluginManager, PluginState};
 use proptest::prelude::*;
 use proptest::sample::Index;
 

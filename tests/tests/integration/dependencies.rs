@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::{Error, InProcessPlugin, ManagerConfig, PluginManager, PluginState, UnloadOptions};
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{
+    Error, InProcessPlugin, ManagerConfig, PluginManager, PluginState, UnloadOptions,
+};
 use uuid::Uuid;
 
 use crate::support::{pinger, position, recording, Log};

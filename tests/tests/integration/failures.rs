@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use host::{Error, InProcessPlugin, PluginManager, PluginState};
 use integration_tests::PluginDir;
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{Error, InProcessPlugin, PluginManager, PluginState};
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! Opening real libraries: per-file loading, bad files, metadata.
 
-use host::{load_library, Error, FfiPlugin, Plugin, PluginContext};
 use integration_tests::PluginDir;
+use plugbay_host::{load_library, Error, FfiPlugin, Plugin, PluginContext};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_different_libraries_load_independently() {
@@ -16,7 +16,7 @@ async fn two_different_libraries_load_independently() {
     assert_eq!(hello.info.name, "hello");
     assert_eq!(counter.info.name, "counter");
     assert_eq!(counter.info.version.to_string(), "1.0.0");
-    assert_eq!(hello.info.interface_version, plugin_api::INTERFACE_VERSION);
+    assert_eq!(hello.info.interface_version, plugbay_api::INTERFACE_VERSION);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +30,7 @@ async fn panicking_initialize_is_an_error_and_the_host_lives_on() {
         .initialize(PluginContext::detached("panicky"))
         .await
         .expect_err("initialize panics");
-    assert_eq!(err.kind, plugin_api::ErrorKind::Panicked);
+    assert_eq!(err.kind, plugbay_api::ErrorKind::Panicked);
     assert!(err.message().contains("panicky refuses to start"), "{err}");
 }
 

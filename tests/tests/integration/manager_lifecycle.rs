@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use host::{Error, InProcessPlugin, LifecycleEvent, PluginManager, PluginState};
 use integration_tests::PluginDir;
+use plugbay_host::{Error, InProcessPlugin, LifecycleEvent, PluginManager, PluginState};
 use serde_json::json;
 
 use crate::support::{pinger, pinger_builder};

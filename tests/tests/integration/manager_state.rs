@@ -1,8 +1,8 @@
 //! State persistence through the manager: restored before initialize, saved after
 //! shutdown, corrupt files quarantined, one host per state dir.
 
-use host::{Error, ManagerConfig, PluginManager};
 use integration_tests::PluginDir;
+use plugbay_host::{Error, ManagerConfig, PluginManager};
 use serde_json::{json, Value};
 
 fn config(dir: &PluginDir, state: &std::path::Path) -> ManagerConfig {

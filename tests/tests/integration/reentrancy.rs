@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use host::{InProcessPlugin, PluginManager, PluginState};
 use integration_tests::PluginDir;
 use parking_lot::Mutex;
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{InProcessPlugin, PluginManager, PluginState};
 use serde_json::{json, Value};
 
 use crate::support::pinger;

@@ -1,8 +1,8 @@
 //! A hostile plugin directory through the library API: the scan ends normally,
 //! every good sample loads, every bad file gets its own precise reason.
 
-use host::safety::{admit_dirs, FileReport, FileStatus};
-use host::Error;
+use plugbay_host::safety::{admit_dirs, FileReport, FileStatus};
+use plugbay_host::Error;
 
 use crate::safety_support::{HostileDir, GOOD};
 

@@ -1,9 +1,9 @@
 //! The scan cache: a warm scan starts no probe; a changed file is probed again;
 //! a quarantined file is retried only once it changes.
 
-use host::safety::{scan_dirs, FileStatus};
-use host::Error;
 use integration_tests::c_library;
+use plugbay_host::safety::{scan_dirs, FileStatus};
+use plugbay_host::Error;
 
 use crate::safety_support::{copy, HostileDir};
 

@@ -1,13 +1,13 @@
 //! The allowlist (lockfile) in enforcing and reporting mode, and the probe
 //! switched off.
 
-use host::safety::{admit_dirs, integrity::write_lockfile, SafetyConfig};
-use host::Error;
 use integration_tests::{probe_binary, PluginDir};
+use plugbay_host::safety::{admit_dirs, integrity::write_lockfile, SafetyConfig};
+use plugbay_host::Error;
 
 use crate::safety_support::{copy, TEST_PROBE_TIMEOUT};
 
-fn names(libs: &[host::LoadedLibrary]) -> Vec<String> {
+fn names(libs: &[plugbay_host::LoadedLibrary]) -> Vec<String> {
     let mut n: Vec<_> = libs.iter().map(|l| l.info.name.clone()).collect();
     n.sort();
     n

@@ -3,9 +3,9 @@
 
 use std::io::{Seek, SeekFrom, Write};
 
-use host::safety::{admit_dirs, admit_dirs_async};
-use host::{FfiPlugin, Plugin, PluginContext};
 use integration_tests::PluginDir;
+use plugbay_host::safety::{admit_dirs, admit_dirs_async};
+use plugbay_host::{FfiPlugin, Plugin, PluginContext};
 use serde_json::json;
 
 use crate::safety_support::config;

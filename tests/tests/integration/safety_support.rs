@@ -4,8 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use host::safety::SafetyConfig;
 use integration_tests::{abi_mismatch_library, c_library, probe_binary, PluginDir};
+use plugbay_host::safety::SafetyConfig;
 
 /// Probe timeout in tests: short, but far above what opening a debug plugin
 /// takes on a loaded 2-core machine.

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::{Counters, Error, InProcessPlugin, PluginManager, PluginState, UnloadOptions};
 use parking_lot::Mutex;
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{Counters, Error, InProcessPlugin, PluginManager, PluginState, UnloadOptions};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ fn name(i: usize) -> String {
 
 /// Calls every required dependency; each must answer, because a starting,
 /// active or stopping plugin holds its dependencies up.
-async fn ping_all(ctx: &host::PluginContext, deps: &[String]) -> Result<(), PluginError> {
+async fn ping_all(ctx: &plugbay_host::PluginContext, deps: &[String]) -> Result<(), PluginError> {
     for d in deps {
         ctx.call(d, "ping", Value::Null)
             .await

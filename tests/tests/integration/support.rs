@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use host::{InProcessBuilder, InProcessPlugin};
-use plugin_api::PluginError;
+use plugbay_api::PluginError;
+use plugbay_host::{InProcessBuilder, InProcessPlugin};
 use serde_json::{json, Value};
 
 /// A builder whose `call("ping")` answers `"<name>: pong"` and whose `echo`
@@ -30,9 +30,9 @@ fn answer(me: &str, method: &str, args: Value) -> Result<Value, PluginError> {
 }
 
 /// A multi-thread runtime test body: a fresh manager with short timeouts.
-pub fn manager_with_timeouts(init_ms: u64, shutdown_ms: u64) -> host::PluginManager {
-    host::PluginManager::new(
-        host::ManagerConfig::builder()
+pub fn manager_with_timeouts(init_ms: u64, shutdown_ms: u64) -> plugbay_host::PluginManager {
+    plugbay_host::PluginManager::new(
+        plugbay_host::ManagerConfig::builder()
             .init_timeout(std::time::Duration::from_millis(init_ms))
             .shutdown_timeout(std::time::Duration::from_millis(shutdown_ms))
             .build()

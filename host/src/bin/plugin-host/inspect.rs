@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use host::resolve::{self, Node};
-use host::safety::{self, FileStatus, SafetyConfig};
-use host::{DependencySpec, Result};
+use plugbay_host::resolve::{self, Node};
+use plugbay_host::safety::{self, FileStatus, SafetyConfig};
+use plugbay_host::{DependencySpec, Result};
 use semver::{Version, VersionReq};
 use serde::Serialize;
 use uuid::Uuid;

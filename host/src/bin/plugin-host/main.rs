@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
-/// Discover, check and run native plugins built against plugin-api.
+/// Discover, check and run native plugins built against plugbay-api.
 #[derive(Parser)]
 #[command(name = "plugin-host", version, about)]
 struct Cli {
@@ -87,7 +87,7 @@ fn init_tracing(default: &str) {
 fn main() -> ExitCode {
     // The probe child mode is dispatched before anything else runs.
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
-        return host::safety::probe_child::run_probe_child();
+        return plugbay_host::safety::probe_child::run_probe_child();
     }
     let cli = Cli::parse();
     match cli.command {

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use host::manager::{ManagerConfig, PluginManager, PluginState};
-use host::state::default_state_dir;
+use plugbay_host::manager::{ManagerConfig, PluginManager, PluginState};
+use plugbay_host::state::default_state_dir;
 
 use crate::safety_args::SafetyArgs;
 

@@ -80,8 +80,8 @@ fn build_all_test_libraries() {
     for lib in ALL_TEST_LIBRARIES {
         cmd.arg("-p").arg(package_of(lib));
     }
-    // The host package too, for its binaries (`plugin-host`).
-    cmd.arg("-p").arg("plugbay-host");
+    // The command-line host (`plugin-host`) too.
+    cmd.arg("-p").arg("plugbay-cli");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
@@ -100,7 +100,7 @@ pub fn plugin_host_bin() -> PathBuf {
         .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
-        "{} was not built; run `cargo build --target-dir {} -p plugbay-host`",
+        "{} was not built; run `cargo build --target-dir {} -p plugbay-cli`",
         path.display(),
         fixture_target_dir().display()
     );

@@ -109,19 +109,10 @@ fn build_samples() -> Result<PathBuf, String> {
 fn run() -> Result<(), String> {
     let plugins = build_samples()?;
     let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "plugbay-host",
-        "--bin",
-        "plugin-host",
-        "--",
-    ])
-    .arg("run")
-    .arg("--once")
-    .arg(&plugins);
+    cmd.args(["run", "--release", "--quiet", "-p", "plugbay-cli", "--"])
+        .arg("run")
+        .arg("--once")
+        .arg(&plugins);
     exec(cmd)
 }
 

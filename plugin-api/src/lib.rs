@@ -94,6 +94,9 @@ mod host;
 mod instance;
 mod metadata;
 mod module;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use error::{ErrorKind, PluginError};
 pub use export::{panic_message, Plugin};

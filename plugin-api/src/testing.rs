@@ -279,9 +279,7 @@ impl TestHost {
     /// A [`HostContext`] backed by this host, as a plugin's `initialize` receives
     /// it: for testing helper functions that take one.
     pub fn context(&self) -> HostContext {
-        HostContext::from_api(FakeApi {
-            host: self.clone(),
-        })
+        HostContext::from_api(FakeApi { host: self.clone() })
     }
 
     fn stub(&self, plugin: &str, method: &str) -> Option<Stub> {
@@ -341,7 +339,11 @@ impl HostApi for FakeApi {
         let (plugin, method) = (name.as_str(), method.as_str());
         let args: Value = match serde_json::from_str(args.as_str()) {
             Ok(v) => v,
-            Err(e) => return RResult::RErr(PluginError::invalid_input(format!("invalid JSON args: {e}"))),
+            Err(e) => {
+                return RResult::RErr(PluginError::invalid_input(format!(
+                    "invalid JSON args: {e}"
+                )))
+            }
         };
         self.host.lock().calls.push(RecordedCall {
             plugin: plugin.to_owned(),
@@ -444,9 +446,8 @@ impl<P: Plugin> TestPlugin<P> {
     /// Calls `method` with `args`, as the host or another plugin would.
     pub fn call(&mut self, method: &str, args: Value) -> Result<Value, PluginError> {
         let args = args.to_string();
-        let out =
-            PluginInstance::call(&mut self.instance, method.into(), args.as_str().into())
-                .into_result()?;
+        let out = PluginInstance::call(&mut self.instance, method.into(), args.as_str().into())
+            .into_result()?;
         parse("call", &out)
     }
 
@@ -537,9 +538,8 @@ impl<P: Plugin> TestPlugin<P> {
 
 /// Parses JSON text the adapter produced, as a host does.
 fn parse(operation: &str, text: &RString) -> Result<Value, PluginError> {
-    serde_json::from_str(text.as_str()).map_err(|e| {
-        PluginError::invalid_input(format!("{operation} returned invalid JSON: {e}"))
-    })
+    serde_json::from_str(text.as_str())
+        .map_err(|e| PluginError::invalid_input(format!("{operation} returned invalid JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -600,11 +600,8 @@ mod tests {
 
     #[test]
     fn stubs_answer_with_values_and_errors_and_can_be_replaced() {
-        let host = TestHost::new().stub_call(
-            "other",
-            "answer",
-            Err(PluginError::invalid_input("no")),
-        );
+        let host =
+            TestHost::new().stub_call("other", "answer", Err(PluginError::invalid_input("no")));
         let mut p = TestPlugin::<Probe>::start(&host).unwrap();
         assert_eq!(
             p.call("ask", json!({})).unwrap_err().kind,

@@ -17,7 +17,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Where on-demand builds of plugin crates go. A separate target dir, so building
 /// from inside a running `cargo test` never waits on the outer cargo's lock.
-fn fixture_target_dir() -> PathBuf {
+pub fn fixture_target_dir() -> PathBuf {
     workspace_root().join("target").join("fixture-build")
 }
 

@@ -3,6 +3,17 @@
 
 pub mod state_writer;
 
+/// The Rust examples of README.md and AUTHORING.md, compiled and run as doctests
+/// (`cargo test -p plugbay-tests --doc`), so they cannot go stale.
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+
+    #[doc = include_str!("../../AUTHORING.md")]
+    pub struct Authoring;
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

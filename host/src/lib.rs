@@ -17,9 +17,7 @@
 //! manager.load_plugin_dirs().await; // admitted through the safety pipeline
 //! let started = manager.load_all_plugins().await; // dependency order
 //! assert!(started.is_ok(), "{:?}", started.failures().collect::<Vec<_>>());
-//! let answer = manager
-//!     .call(plugbay_host::Target::Name("hello"), "greet", serde_json::json!({}))
-//!     .await?;
+//! let answer = manager.call("hello", "greet", serde_json::json!({})).await?;
 //! println!("{answer}");
 //! manager.save_all_states().await; // checkpoint
 //! manager.unload_all_plugins().await; // reverse dependency order, state saved

@@ -135,7 +135,7 @@ fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 fn main() -> ExitCode {
     // The probe child mode is dispatched before anything else runs.
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
-        return plugbay_host::safety::probe_child::run_probe_child();
+        return plugbay_host::run_probe_child();
     }
     let cli = Cli::parse();
     match cli.command {

@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use plugbay_host::manager::{ManagerConfig, PluginManager, PluginState};
-use plugbay_host::state::default_state_dir;
+use plugbay_host::{default_state_dir, ManagerConfig, PluginManager, PluginState};
 
 use crate::safety_args::SafetyArgs;
 

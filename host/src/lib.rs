@@ -117,6 +117,15 @@ pub use state::{
     MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES, MAX_STATE_NAME_LEN,
 };
 
+/// Checks `name` against the rule every plugin name must follow, because it also
+/// names the plugin's state file: 1 to [`MAX_STATE_NAME_LEN`] bytes of `a-z`,
+/// `0-9`, `.`, `_`, `-`, not starting with `.`. Tools that create plugins (such as
+/// `plugin-host new`) use it to refuse a name the host would refuse later.
+/// Fails with [`Error::InvalidStateName`] saying why.
+pub fn validate_plugin_name(name: &str) -> Result<()> {
+    state::state_file_name(name).map(drop)
+}
+
 /// Opens the library at `path` **without admission**: no permission check, no
 /// private copy, no allowlist, no scan cache and no probe process. The dynamic
 /// loader maps the file in this process and runs its constructors, so a broken or

@@ -11,8 +11,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use plugbay_host::state::default_state_dir;
-use plugbay_host::{Error, PluginManager};
+use plugbay_host::{default_state_dir, Error, PluginManager};
 use serde_json::Value;
 
 use crate::run::open_manager;

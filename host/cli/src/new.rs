@@ -90,7 +90,7 @@ fn scaffold(name: &str, dir: PathBuf) -> Result<PathBuf, String> {
 /// The host's plugin-name rule (the state-file rule: it names the plugin's state
 /// file), plus what a Cargo package name needs on top of it.
 fn check_name(name: &str) -> Result<(), String> {
-    if let Err(e) = plugbay_host::state::state_file_name(name) {
+    if let Err(e) = plugbay_host::validate_plugin_name(name) {
         return Err(e.to_string());
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {

@@ -70,6 +70,7 @@ enum Command {
     /// Admit the directories, start PLUGIN (and what it depends on), call METHOD
     /// with ARGS, print the JSON result on stdout, shut down saving state.
     /// Exit 0 on success, 1 when the plugin fails, 2 on usage or setup errors.
+    #[command(override_usage = "plugin-host call [OPTIONS] DIR... PLUGIN METHOD [ARGS]")]
     Call {
         /// Where plugin state is kept between runs (as for `run`).
         #[arg(long, value_name = "DIR")]
@@ -84,7 +85,7 @@ enum Command {
         #[arg(
             required = true,
             num_args = 3..,
-            value_name = "DIR... PLUGIN METHOD [ARGS]",
+            value_name = "OPERANDS",
             allow_hyphen_values = true
         )]
         operands: Vec<std::ffi::OsString>,

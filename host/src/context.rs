@@ -67,6 +67,16 @@ pub trait HostServices: Send + Sync + 'static {
         method: &str,
         args: Value,
     ) -> Result<Value>;
+
+    /// The private data directory of `plugin`, created on first use. The
+    /// default refuses with [`Error::DataDir`]: a host without data directories.
+    fn data_dir_for(&self, plugin: &str) -> Result<std::path::PathBuf> {
+        Err(Error::DataDir {
+            plugin: plugin.to_owned(),
+            path: std::path::PathBuf::new(),
+            reason: "this host offers no data directories".to_owned(),
+        })
+    }
 }
 
 /// The handle plugin code uses to reach the host: who is calling (the chain) and a
@@ -153,6 +163,12 @@ impl PluginContext {
     /// Another plugin's lifecycle state, in lower case.
     pub fn status_of(&self, plugin: &str) -> Option<String> {
         self.host().ok()?.status_of(plugin)
+    }
+
+    /// This plugin's private data directory, created by the host on first use
+    /// (see [`crate::ManagerConfigBuilder::data_root`]).
+    pub fn data_dir(&self) -> Result<std::path::PathBuf> {
+        self.host()?.data_dir_for(&self.plugin)
     }
 
     /// Calls `method` on `target` through the host. Refused with

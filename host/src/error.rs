@@ -293,6 +293,17 @@ pub enum Error {
         holder: String,
     },
 
+    /// A plugin's data directory could not be provided.
+    #[error("data directory {} for plugin `{plugin}` is unavailable: {reason}", path.display())]
+    DataDir {
+        /// The plugin asking.
+        plugin: String,
+        /// The directory (empty when no data root is configured).
+        path: PathBuf,
+        /// Why: no data root configured, the name is refused, or the OS error.
+        reason: String,
+    },
+
     // ----- safety checks -----
     /// The preflight probe found the library unsafe to open in the host.
     #[error("{} is quarantined: {reason}", path.display())]

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use plugbay_api::{
     abi_stable::std_types::{ROption, RResult, RStr, RString},
-    ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
+    services, ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
 };
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -227,6 +227,27 @@ impl FfiHost {
     }
 }
 
+impl FfiHost {
+    /// Answers a call addressed to the host itself ([`services::HOST`]): the
+    /// services added to the interface after 1.0.0.
+    fn host_service(&self, method: &str, args: &Value) -> Result<Value, PluginError> {
+        match method {
+            services::API_VERSION => Ok(Value::from(plugbay_api::INTERFACE_VERSION)),
+            services::HAS_SERVICE => {
+                let service = args["service"].as_str().unwrap_or_default();
+                // Every service this interface version defines is offered.
+                Ok(Value::Bool(services::since(service).is_some()))
+            }
+            services::DATA_DIR => self
+                .ctx
+                .data_dir()
+                .map(|dir| Value::from(dir.to_string_lossy().into_owned()))
+                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string())),
+            _ => Err(PluginError::unknown_method(method)),
+        }
+    }
+}
+
 fn host_panic(what: &str) -> PluginError {
     PluginError::new(
         ErrorKind::Host,
@@ -278,6 +299,11 @@ impl HostApi for FfiHost {
                 serde_json::from_str(args.as_str())
                     .map_err(|e| PluginError::invalid_input(format!("invalid JSON args: {e}")))?
             };
+            if name.as_str() == services::HOST {
+                return self
+                    .host_service(method.as_str(), &args)
+                    .map(|v| RString::from(v.to_string()));
+            }
             let chain = self.current_chain();
             let caller = PluginContext::new(self.ctx.plugin_name(), chain, self.ctx.host_weak());
             let result = self

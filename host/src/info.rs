@@ -106,6 +106,12 @@ impl PluginInfo {
         if name.trim().is_empty() {
             return Err("the plugin name is empty".to_owned());
         }
+        if name.starts_with('@') {
+            return Err(format!(
+                "the plugin name {name:?} starts with `@`, which is reserved for the host ({})",
+                plugbay_api::services::HOST
+            ));
+        }
         let version = Version::parse(meta.version.as_str())
             .map_err(|e| format!("version {:?} is not semver: {e}", meta.version.as_str()))?;
         let mut dependencies = Vec::with_capacity(meta.dependencies.len());

@@ -81,6 +81,7 @@
 
 mod abi_summary;
 mod context;
+mod data_dir;
 mod discovery;
 mod error;
 mod ffi;

@@ -9,9 +9,9 @@ use abi_stable::{
     std_types::{RArc, ROption, RResult, RStr, RString},
     StableAbi,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::PluginError;
+use crate::{services, PluginError};
 
 /// Severity of a log line sent to the host.
 #[repr(u8)]
@@ -32,8 +32,11 @@ pub enum LogLevel {
 /// The FFI-safe callback table the host implements. Plugin authors use
 /// [`HostContext`], which wraps it with convenient methods.
 ///
-/// New methods are only ever appended after the current last one, so plugins
-/// built against an older `plugbay-api` 1.x keep loading.
+/// This table never changes within 1.x: abi_stable refuses a library whose
+/// prefix tables have *fewer* entries than the host expects, so a method
+/// appended here would lock every older plugin out of newer hosts. Services
+/// added after 1.0.0 travel through [`HostApi::call_plugin`] addressed to the
+/// reserved name [`services::HOST`] instead (see [`crate::services`]).
 #[sabi_trait]
 pub trait HostApi: Clone + Send + Sync + 'static {
     /// Writes a log line through the host's `tracing`, tagged with the plugin's name.
@@ -137,5 +140,65 @@ impl HostContext {
             .call_plugin(name.into(), method.into(), args.as_str().into())
             .into_result()?;
         Ok(serde_json::from_str(out.as_str())?)
+    }
+
+    /// Asks the host itself (the reserved target [`services::HOST`]) for `method`.
+    fn ask_host(&self, method: &str, args: &Value) -> Result<Value, PluginError> {
+        let args = args.to_string();
+        let out = self
+            .api
+            .call_plugin(services::HOST.into(), method.into(), args.as_str().into())
+            .into_result()?;
+        Ok(serde_json::from_str(out.as_str())?)
+    }
+
+    /// The `plugbay-api` version the host was built with, e.g. `"1.1.0"`. A host
+    /// built against 1.0.x predates the question and is reported as `"1.0.0"`.
+    pub fn host_api_version(&self) -> String {
+        match self.ask_host(services::API_VERSION, &Value::Null) {
+            Ok(Value::String(version)) => version,
+            _ => services::FIRST_RELEASE.to_owned(),
+        }
+    }
+
+    /// Whether the host offers `service` (a name from [`crate::services`]).
+    /// `false` for every service on a host built against 1.0.x.
+    pub fn has_service(&self, service: &str) -> bool {
+        matches!(
+            self.ask_host(services::HAS_SERVICE, &json!({ "service": service })),
+            Ok(Value::Bool(true))
+        )
+    }
+
+    /// `Ok(())` when the host offers `service`; otherwise the error
+    /// [`PluginError::needs_newer_host`] naming the host's interface version and
+    /// the one the service needs. Check once in `initialize` to fail early.
+    pub fn require(&self, service: &str) -> Result<(), PluginError> {
+        if self.has_service(service) {
+            return Ok(());
+        }
+        Err(PluginError::needs_newer_host(
+            service,
+            &self.host_api_version(),
+        ))
+    }
+
+    /// This plugin's private data directory: one per plugin name, created by the
+    /// host on first use with owner-only permissions, kept across restarts.
+    ///
+    /// Errors: on a host built against 1.0.x, [`PluginError::needs_newer_host`]
+    /// ("this host provides plugin API 1.0.0; the `data-dir` service needs
+    /// 1.1.0"); when the host has no data root configured or cannot create the
+    /// directory, an [`crate::ErrorKind::Host`] error naming the directory and
+    /// the cause.
+    pub fn data_dir(&self) -> Result<std::path::PathBuf, PluginError> {
+        self.require(services::DATA_DIR)?;
+        match self.ask_host(services::DATA_DIR, &Value::Null)? {
+            Value::String(path) => Ok(std::path::PathBuf::from(path)),
+            other => Err(PluginError::new(
+                crate::ErrorKind::Host,
+                format!("the host answered the data directory with {other}, not a path"),
+            )),
+        }
     }
 }

@@ -123,6 +123,7 @@ mod host;
 mod instance;
 mod metadata;
 mod module;
+pub mod services;
 #[cfg(any(feature = "testing", doc))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

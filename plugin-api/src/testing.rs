@@ -70,6 +70,7 @@
 //! [`export_plugin!`]: crate::export_plugin
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString};
@@ -111,6 +112,10 @@ struct HostData {
     /// Keyed by (plugin, method).
     stubs: HashMap<(String, String), Stub>,
     statuses: HashMap<String, String>,
+    /// The interface version the fake host claims to provide.
+    api_version: String,
+    /// The data directory handed out by [`HostContext::data_dir`], if set.
+    data_dir: Option<PathBuf>,
 }
 
 /// A fake host for unit tests: settable configuration, plugin statuses and
@@ -157,6 +162,8 @@ impl TestHost {
                 calls: Vec::new(),
                 stubs: HashMap::new(),
                 statuses: HashMap::new(),
+                api_version: crate::INTERFACE_VERSION.to_owned(),
+                data_dir: None,
             })),
         }
     }
@@ -164,6 +171,29 @@ impl TestHost {
     fn lock(&self) -> MutexGuard<'_, HostData> {
         // A panicking test thread must not hide what the plugin logged.
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Plays a host built against interface `version` (default: this crate's):
+    /// [`HostContext::host_api_version`] answers it, and the services added
+    /// after it are missing, exactly as on such a host. `api_version("1.0.0")`
+    /// shows what a plugin meets in a 1.0 host.
+    pub fn api_version(self, version: &str) -> Self {
+        self.lock().api_version = version.to_owned();
+        self
+    }
+
+    /// Sets the directory [`HostContext::data_dir`] hands out (created on first
+    /// use, like a real host does). Without it, `data_dir` fails with an error
+    /// saying so.
+    pub fn data_dir(self, dir: impl Into<PathBuf>) -> Self {
+        self.lock().data_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether this fake host offers `service` at its [`TestHost::api_version`].
+    fn offers(&self, service: &str) -> bool {
+        let version = self.lock().api_version.clone();
+        crate::services::since(service).is_some_and(|since| at_least(&version, since))
     }
 
     /// Sets what [`HostContext::host_name`] answers.
@@ -345,6 +375,10 @@ impl HostApi for FakeApi {
                 )))
             }
         };
+        if plugin == crate::services::HOST {
+            let answer = self.host_service(method, &args);
+            return answer.map(|v| RString::from(v.to_string())).into();
+        }
         self.host.lock().calls.push(RecordedCall {
             plugin: plugin.to_owned(),
             method: method.to_owned(),
@@ -363,6 +397,62 @@ impl HostApi for FakeApi {
         };
         answer.map(|v| RString::from(v.to_string())).into()
     }
+}
+
+impl FakeApi {
+    /// Answers a call to the reserved target [`crate::services::HOST`] the way a
+    /// host at the fake host's [`TestHost::api_version`] would.
+    fn host_service(&self, method: &str, args: &Value) -> Result<Value, PluginError> {
+        use crate::services;
+        let version = self.host.lock().api_version.clone();
+        if !at_least(&version, "1.1.0") {
+            // A 1.0 host has no such target: it looks for a plugin of that name.
+            return Err(PluginError::new(
+                ErrorKind::Host,
+                format!("no plugin named `{}`", services::HOST),
+            ));
+        }
+        match method {
+            services::API_VERSION => Ok(Value::String(version)),
+            services::HAS_SERVICE => {
+                let service = args["service"].as_str().unwrap_or_default();
+                Ok(Value::Bool(self.host.offers(service)))
+            }
+            services::DATA_DIR => {
+                let Some(dir) = self.host.lock().data_dir.clone() else {
+                    return Err(PluginError::new(
+                        ErrorKind::Host,
+                        "the test host has no data directory; set one with TestHost::data_dir(path)",
+                    ));
+                };
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    PluginError::new(
+                        ErrorKind::Host,
+                        format!("cannot create the data directory {}: {e}", dir.display()),
+                    )
+                })?;
+                Ok(Value::String(dir.to_string_lossy().into_owned()))
+            }
+            _ => Err(PluginError::unknown_method(method)),
+        }
+    }
+}
+
+/// Whether dotted version `have` is at least `need` (numeric parts compared in
+/// order; a missing or non-numeric part counts as 0).
+fn at_least(have: &str, need: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let (have, need) = (parts(have), parts(need));
+    for i in 0..have.len().max(need.len()) {
+        let (h, n) = (
+            have.get(i).copied().unwrap_or(0),
+            need.get(i).copied().unwrap_or(0),
+        );
+        if h != n {
+            return h > n;
+        }
+    }
+    true
 }
 
 /// Drives one [`Plugin`] the way a host does, through the boundary adapter that
@@ -619,5 +709,84 @@ mod tests {
         let err = p.call("panic", json!({})).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Panicked);
         assert_eq!(err.message(), "asked to panic");
+    }
+
+    /// Reports what it learns about the host's services.
+    #[derive(Default)]
+    struct Services {
+        host: Option<HostContext>,
+    }
+
+    impl Plugin for Services {
+        fn metadata() -> crate::PluginMetadata {
+            crate::PluginMetadata::new("services", "0.1.0")
+        }
+
+        fn initialize(&mut self, host: &HostContext) -> Result<(), PluginError> {
+            self.host = Some(host.clone());
+            Ok(())
+        }
+
+        fn call(&mut self, method: &str, _args: Value) -> Result<Value, PluginError> {
+            let host = self.host.as_ref().ok_or("not initialized")?;
+            match method {
+                "report" => Ok(json!({
+                    "api": host.host_api_version(),
+                    "has_data_dir": host.has_service(crate::services::DATA_DIR),
+                    "has_unknown": host.has_service("no-such-service"),
+                })),
+                "data_dir" => Ok(json!(host.data_dir()?.to_string_lossy())),
+                "require" => host
+                    .require(crate::services::DATA_DIR)
+                    .map(|()| Value::Null),
+                _ => Err(PluginError::unknown_method(method)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_current_host_offers_the_data_dir_and_creates_it() {
+        let root = std::env::temp_dir().join(format!("plugbay-api-test-{}", std::process::id()));
+        let dir = root.join("services");
+        let host = TestHost::new().data_dir(&dir);
+        let mut p = TestPlugin::<Services>::start(&host).unwrap();
+        assert_eq!(
+            p.call("report", json!({})).unwrap(),
+            json!({ "api": crate::INTERFACE_VERSION, "has_data_dir": true, "has_unknown": false })
+        );
+        assert_eq!(p.call("require", json!({})).unwrap(), Value::Null);
+        assert_eq!(
+            p.call("data_dir", json!({})).unwrap(),
+            json!(dir.to_string_lossy())
+        );
+        assert!(dir.is_dir());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_1_0_host_lacks_the_data_dir_and_says_which_versions() {
+        let host = TestHost::new().api_version("1.0.0").data_dir("/unused");
+        let mut p = TestPlugin::<Services>::start(&host).unwrap();
+        assert_eq!(
+            p.call("report", json!({})).unwrap(),
+            json!({ "api": "1.0.0", "has_data_dir": false, "has_unknown": false })
+        );
+        for method in ["data_dir", "require"] {
+            let err = p.call(method, json!({})).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Host);
+            assert_eq!(
+                err.message(),
+                "this host provides plugin API 1.0.0; the `data-dir` service needs 1.1.0"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_without_a_data_root_says_so() {
+        let host = TestHost::new();
+        let mut p = TestPlugin::<Services>::start(&host).unwrap();
+        let err = p.call("data_dir", json!({})).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Host);
+        assert!(err.message().contains("TestHost::data_dir"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: building plugin libraries on demand
 //! and laying out fresh temporary plugin directories.
 
+pub mod compat;
 pub mod state_writer;
 
 /// The Rust examples of README.md and AUTHORING.md, compiled and run as doctests
@@ -65,7 +66,13 @@ pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
 }
 
 /// Every cdylib the tests load, by library name: the samples and the test-only fixtures.
-pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
+pub const ALL_TEST_LIBRARIES: &[&str] = &[
+    "hello",
+    "counter",
+    "greeter",
+    "fixture-panicky",
+    "fixture-services",
+];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:
 /// samples are `plugbay-sample-<lib>`, test fixtures `plugbay-<lib>`.
@@ -222,7 +229,7 @@ const INTERFACE_EDITS: &[(&str, &str, &str)] = &[
 
 /// Writes `bytes` to `path` unless it already holds them (keeps cargo's
 /// fingerprints, so repeated test runs do not rebuild the fixture).
-fn write_if_changed(path: &Path, bytes: &[u8]) {
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) {
     if std::fs::read(path).ok().as_deref() == Some(bytes) {
         return;
     }
@@ -312,7 +319,7 @@ pub fn abi_mismatch_library() -> PathBuf {
         .clone()
 }
 
-fn cargo_build(dir: &Path, args: &[&str], target_dir: &Path) {
+pub(crate) fn cargo_build(dir: &Path, args: &[&str], target_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(dir)

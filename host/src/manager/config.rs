@@ -21,6 +21,7 @@ pub const DEFAULT_MAX_PARALLEL: usize = 16;
 pub struct ManagerConfig {
     plugin_dirs: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
+    data_root: Option<PathBuf>,
     init_timeout: Duration,
     shutdown_timeout: Duration,
     max_parallel: usize,
@@ -36,6 +37,7 @@ impl Default for ManagerConfig {
         Self {
             plugin_dirs: Vec::new(),
             state_dir: None,
+            data_root: None,
             init_timeout: DEFAULT_PHASE_TIMEOUT,
             shutdown_timeout: DEFAULT_PHASE_TIMEOUT,
             max_parallel: DEFAULT_MAX_PARALLEL,
@@ -71,6 +73,21 @@ impl ManagerConfig {
     /// Where plugin state is persisted (`None`: state is not persisted).
     pub fn state_dir(&self) -> Option<&PathBuf> {
         self.state_dir.as_ref()
+    }
+
+    /// The directory under which each plugin gets its private data directory
+    /// (`<root>/<plugin name>`, created on first use, owner-only). Set with
+    /// [`ManagerConfigBuilder::data_root`]; by default it sits beside the state
+    /// directory: state in `/var/lib/app/state` gives `/var/lib/app/state-data`.
+    /// `None` when neither is configured: plugins then get an error naming the
+    /// cause when they ask for their data directory.
+    pub fn data_root(&self) -> Option<PathBuf> {
+        if let Some(root) = &self.data_root {
+            return Some(root.clone());
+        }
+        let state = self.state_dir.as_ref()?;
+        let name = state.file_name()?.to_string_lossy();
+        Some(state.with_file_name(format!("{name}-data")))
     }
 
     /// The deadline for one plugin's `initialize`.
@@ -128,6 +145,13 @@ impl ManagerConfigBuilder {
     /// Sets the directory where plugin state is persisted.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the directory holding the plugins' data directories (default: beside
+    /// the state directory, see [`ManagerConfig::data_root`]).
+    pub fn data_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_root = Some(dir.into());
         self
     }
 
@@ -233,6 +257,22 @@ mod tests {
         assert_eq!(c.max_parallel(), 3);
         assert_eq!((c.host_name(), c.host_version()), ("app", "9.9.9"));
         assert_eq!(c.plugin_config()["hello"]["x"], 1);
+    }
+
+    #[test]
+    fn the_data_root_defaults_to_beside_the_state_dir() {
+        let c = ManagerConfig::builder()
+            .state_dir("/var/app/state")
+            .build()
+            .unwrap();
+        assert_eq!(c.data_root(), Some(PathBuf::from("/var/app/state-data")));
+        let c = ManagerConfig::builder()
+            .state_dir("/var/app/state")
+            .data_root("/srv/data")
+            .build()
+            .unwrap();
+        assert_eq!(c.data_root(), Some(PathBuf::from("/srv/data")));
+        assert_eq!(ManagerConfig::default().data_root(), None);
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl HostServices for ManagerServices {
         Some(slot.state().name().to_owned())
     }
 
+    fn data_dir_for(&self, plugin: &str) -> Result<std::path::PathBuf> {
+        let root = self.inner().and_then(|i| i.config.data_root());
+        crate::data_dir::ensure(root.as_deref(), plugin)
+    }
+
     async fn call_from(
         &self,
         chain: CallChain,

@@ -3,6 +3,7 @@
 mod authoring;
 mod cli;
 mod cli_call;
+mod compat;
 mod crash;
 mod dag_props;
 mod dependencies;

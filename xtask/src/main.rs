@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod abi_gate;
+
 /// The sample plugins `build-samples` builds and copies, by library name
 /// (package `plugbay-sample-<name>`).
 const SAMPLES: &[&str] = &["hello", "counter", "greeter"];
@@ -20,7 +22,8 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
-  ci              fmt check, clippy -D warnings on all targets, test, bench --quick
+  abi-gate        compare plugin-api's type layouts with the last release's (tests/frozen/)
+  ci              fmt check, clippy -D warnings on all targets, abi-gate, test, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
             Some("--quick") => bench(true),
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
+        Some("abi-gate") => abi_gate::run(&root()),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -157,6 +161,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
+    abi_gate::run(&root())?;
     test()?;
     bench(true)
 }

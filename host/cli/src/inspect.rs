@@ -77,6 +77,9 @@ pub fn inspect(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Vec<Entry>> {
             entry.name = Some(p.name.clone());
             entry.version = Some(p.version.clone());
             entry.description = Some(p.description);
+            if let Some(warning) = newer_interface_warning(&p.interface_version) {
+                entry.warnings.push(warning);
+            }
             entry.interface_version = Some(p.interface_version);
             match (version, dependencies) {
                 (Ok(version), Ok(dependencies)) => {
@@ -118,11 +121,27 @@ fn file_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// A warning when a plugin was built against a newer plugbay-api minor release
+/// than this host provides: it loads (same major), but the services added since
+/// answer it with an error naming both versions.
+pub fn newer_interface_warning(plugin_interface: &str) -> Option<String> {
+    let host = Version::parse(plugbay_api::INTERFACE_VERSION).ok()?;
+    let built = Version::parse(plugin_interface).ok()?;
+    (built.major == host.major && (built.minor, built.patch) > (host.minor, host.patch)).then(
+        || {
+            format!(
+                "built against plugbay-api {built}, newer than this host's {host}: \
+             services added after {host} answer it with an error; upgrade the host"
+            )
+        },
+    )
+}
+
 /// Prints entries as a table.
 pub fn print_table(entries: &[Entry]) {
     println!(
-        "{:<28} {:<16} {:<10} {:<18} DETAIL",
-        "FILE", "NAME", "VERSION", "STATUS"
+        "{:<28} {:<16} {:<10} {:<7} {:<18} DETAIL",
+        "FILE", "NAME", "VERSION", "API", "STATUS"
     );
     for e in entries {
         let deps = e
@@ -151,14 +170,41 @@ pub fn print_table(entries: &[Entry]) {
             format!("needs {deps}")
         };
         println!(
-            "{:<28} {:<16} {:<10} {:<18} {detail}",
+            "{:<28} {:<16} {:<10} {:<7} {:<18} {detail}",
             file_name(&e.path),
             e.name.as_deref().unwrap_or("-"),
             e.version.as_deref().unwrap_or("-"),
+            e.interface_version.as_deref().unwrap_or("-"),
             status,
         );
         for w in &e.warnings {
             println!("{:<28} warning: {w}", "");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer_interface_warning;
+
+    #[test]
+    fn warns_only_about_a_newer_minor_of_the_same_major() {
+        let host = semver::Version::parse(plugbay_api::INTERFACE_VERSION).unwrap();
+        let newer = format!("{}.{}.0", host.major, host.minor + 1);
+        let warning = newer_interface_warning(&newer).expect("a newer minor warns");
+        assert!(
+            warning.contains(&newer) && warning.contains(&host.to_string()),
+            "{warning}"
+        );
+        assert_eq!(newer_interface_warning("1.0.0"), None);
+        assert_eq!(
+            newer_interface_warning(plugbay_api::INTERFACE_VERSION),
+            None
+        );
+        // Another major is refused at load time with its own error, not warned about.
+        assert_eq!(
+            newer_interface_warning(&format!("{}.0.0", host.major + 1)),
+            None
+        );
     }
 }

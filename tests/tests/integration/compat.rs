@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use integration_tests::compat::{frozen_api_dir, frozen_files, run_host_1_0, v1_0, FROZEN_COMMIT};
-use integration_tests::{abi_mismatch_library, workspace_root, PluginDir};
+use integration_tests::{abi_mismatch_library, run_plugin_host, workspace_root, PluginDir};
 use plugbay_host::{Error, ManagerConfig, PluginManager, PluginState};
 use serde_json::{json, Value};
 
@@ -220,4 +220,32 @@ async fn plugin_built_against_a_breaking_change_is_refused_with_one_line() {
     assert!(!line.contains('\n'), "one line: {line}");
     assert!(line.contains("optional"), "names the field: {line}");
     assert!(manager.plugins().is_empty());
+}
+
+#[test]
+fn list_shows_the_interface_version_each_plugin_was_built_against() {
+    let dir = PluginDir::with(&["fixture-services"]);
+    std::fs::copy(v1_0().plugin, dir.path().join("libold_counter.so")).expect("copy plugin");
+    let (code, stdout, stderr) = run_plugin_host(&["list".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(stdout.lines().next().unwrap().contains(" API "), "{stdout}");
+    assert_eq!(row("old-counter")[3], "1.0.0", "{stdout}");
+    assert_eq!(
+        row("services")[3],
+        plugbay_api::INTERFACE_VERSION,
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("warning"),
+        "nothing here needs a newer host: {stdout}"
+    );
 }

@@ -61,10 +61,8 @@ impl PluginError {
     }
 
     /// The error a plugin gets when it uses `service` on a host built against an
-    /// older 1.x that lacks it: kind [`ErrorKind::Host`], message
-    /// `this host provides plugin API <host_version>; the `<service>` service
-    /// needs <since>` (for example "this host provides plugin API 1.0.0; the
-    /// `data-dir` service needs 1.1.0").
+    /// older 1.x that lacks it: kind [`ErrorKind::Host`], for example "this
+    /// host provides plugin API 1.0.0; the \`data-dir\` service needs 1.1.0".
     pub fn needs_newer_host(service: &str, host_version: &str) -> Self {
         let since = crate::services::since(service).unwrap_or("a newer version");
         Self::new(

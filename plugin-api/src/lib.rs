@@ -81,6 +81,9 @@
 //!   instance are serialized, different plugins run in parallel.
 //! - **State and migration**: [`Plugin::load_state`] receives the version that
 //!   saved the state; refusing it keeps the plugin stopped and the file intact.
+//! - **Host services** (since 1.1): [`HostContext::host_api_version`],
+//!   [`HostContext::has_service`] / [`HostContext::require`], and a private
+//!   data directory per plugin, [`HostContext::data_dir`]; see [`services`].
 //! - **Calling other plugins**: declare them with [`PluginMetadata::depends_on`],
 //!   call them with [`HostContext::call`]; a call that would re-enter a plugin
 //!   already on the call chain is refused with an error instead of deadlocking.
@@ -103,17 +106,29 @@
 //!
 //! The host refuses a plugin whose `plugbay-api` has a different major version
 //! (abi_stable's rule; for a `0.x` crate a minor bump would already count as
-//! breaking, which is why this crate is `1.x`). The rule for this crate:
+//! breaking, which is why this crate is `1.x`). Within a major version every
+//! plugin loads in every host, older or newer, which dictates what a minor
+//! release may do:
 //!
-//! - **minor** release (`1.x` → `1.(x+1)`): additive only. New functions are
-//!   appended to [`PluginMod`] after its current last field, new methods are
-//!   appended at the end of [`PluginInstance`] and [`HostApi`], new types are
-//!   added. Old plugins keep loading in new hosts and vice versa.
-//! - **major** release: anything else (changed field types, reordered or removed
-//!   methods, changed signatures). Every plugin must be rebuilt.
+//! | Change | Minor release? |
+//! |---|---|
+//! | Docs, private code, new safe-Rust API ([`HostContext`] methods, [`PluginError`] constructors) | yes |
+//! | A new host service, reached through [`HostApi::call_plugin`] addressed to [`services::HOST`] | yes |
+//! | New types that no boundary type refers to | yes |
+//! | Append to [`PluginMod`], [`PluginInstance`] or [`HostApi`] | **no**: abi_stable refuses a library whose table is shorter than the host's, so older plugins would fail in newer hosts |
+//! | Move `#[sabi(last_prefix_field)]`, change a boundary field's or parameter's type, add/remove/reorder a field, add an enum variant | **no** |
+//!
+//! Anything marked "no" waits for a major release, after which every plugin is
+//! rebuilt. The repository proves this against the frozen 1.0.0 release
+//! (compatibility tests in both directions) and enforces it with its ABI gate
+//! (`cargo xtask abi-gate`, run by CI). `AUTHORING.md` has the full table with
+//! examples; `CHANGELOG.md` lists what each release added.
 //!
 //! [`INTERFACE_VERSION`] is recorded in each plugin's metadata so the host can
-//! say exactly what a plugin was built against.
+//! say exactly what a plugin was built against, and a plugin can ask
+//! [`HostContext::host_api_version`] and [`HostContext::has_service`] what the
+//! host it runs in provides; a service the host predates answers with
+//! [`PluginError::needs_newer_host`], never a crash.
 
 #![warn(missing_docs)]
 

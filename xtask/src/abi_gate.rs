@@ -379,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn rejects_a_variant_added_to_an_exhaustive_enum() {
+        let err = gate(
+            "enum-variant",
+            &[(
+                "src/error.rs",
+                "    Host,\n}",
+                "    Host,\n    /// Added.\n    Extra,\n}",
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(err.lines().count(), 2, "both directions break: {err}");
+        assert!(
+            err.contains("type `PluginError` field `kind`: too many variants"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_major_bump_skips_the_comparison() {
         let verdict = gate(
             "major",

@@ -3,6 +3,9 @@
 //!
 //! Only std, so it compiles in a second and needs nothing installed.
 
+mod loom;
+mod tidy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -20,7 +23,10 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
-  ci              fmt check, clippy -D warnings on all targets, test, bench --quick
+  tidy            repository hygiene checks (xtask/src/tidy.rs)
+  loom            the loom model of the call gate (host/src/manager/gate.rs)
+  ci              fmt check, tidy, clippy -D warnings on all targets, test,
+                  loom, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +40,8 @@ fn main() -> ExitCode {
             Some("--quick") => bench(true),
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
+        Some("tidy") => tidy::run(&root()),
+        Some("loom") => exec(loom::command(cargo(), &root().join("target").join("loom"))),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -131,6 +139,7 @@ fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     exec(fmt)?;
+    tidy::run(&root())?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -142,6 +151,7 @@ fn ci() -> Result<(), String> {
     ]);
     exec(clippy)?;
     test()?;
+    exec(loom::command(cargo(), &root().join("target").join("loom")))?;
     bench(true)
 }
 

@@ -13,10 +13,10 @@ pub fn command(cargo: Command, target_dir: &std::path::Path) -> Command {
     let mut cmd = cargo;
     cmd.env("RUSTFLAGS", "--cfg plugbay_loom")
         .env("CARGO_TARGET_DIR", target_dir)
-        // Loom's own knobs: a bound that keeps the run short while still
-        // covering every interleaving of the small models (they have two or
-        // three threads and a handful of lock operations each).
-        .env("LOOM_MAX_PREEMPTIONS", "3")
+        // No preemption bound: the models are small enough (three threads, a
+        // handful of lock operations each) for loom to explore every
+        // interleaving in about a second.
+        .env_remove("LOOM_MAX_PREEMPTIONS")
         .args([
             "test",
             "--release",

@@ -32,11 +32,18 @@ use std::path::{Path, PathBuf};
 pub const MAX_LINES: usize = 600;
 
 /// Files allowed over [`MAX_LINES`], each with the reason.
-pub const LONG_FILES: &[(&str, &str)] = &[(
-    "tests/tests/integration/state.rs",
-    "one integration test per persistence property (atomic writes, quarantine, locking, \
+pub const LONG_FILES: &[(&str, &str)] = &[
+    (
+        "plugin-api/src/testing.rs",
+        "the whole authoring test kit (fake host, plugin driver) with its runnable doc \
+         example, a third of the file; one public module so authors find it in one place",
+    ),
+    (
+        "tests/tests/integration/state.rs",
+        "one integration test per persistence property (atomic writes, quarantine, locking, \
      version hand-over), sharing small fixtures; splitting it would scatter them",
-)];
+    ),
+];
 
 /// Phrases that cite documents outside the repository.
 /// (Spelled with `concat!` so this file does not cite them itself.)
@@ -74,7 +81,11 @@ pub fn run(root: &Path) -> Result<(), String> {
         eprintln!("xtask: tidy: {} files checked, all clean", files.len());
         Ok(())
     } else {
-        Err(format!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  ")))
+        Err(format!(
+            "tidy found {} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ))
     }
 }
 
@@ -376,13 +387,19 @@ mod tests {
     #[test]
     fn a_long_file_fails_unless_listed_with_a_reason() {
         let long = "fn f() {}\n".repeat(MAX_LINES + 1);
-        let files = [file("host/src/big.rs", &long), file("host/src/small.rs", "fn g() {}\n")];
+        let files = [
+            file("host/src/big.rs", &long),
+            file("host/src/small.rs", "fn g() {}\n"),
+        ];
         let problems = check_sizes(&files, &[]);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("host/src/big.rs:"), "{problems:?}");
         assert!(check_sizes(&files, &[("host/src/big.rs", "why")]).is_empty());
         // Stale entries fail too.
-        let stale = check_sizes(&files, &[("host/src/big.rs", "why"), ("host/src/small.rs", "why")]);
+        let stale = check_sizes(
+            &files,
+            &[("host/src/big.rs", "why"), ("host/src/small.rs", "why")],
+        );
         assert_eq!(stale.len(), 1, "{stale:?}");
         assert!(stale[0].contains("no longer over"), "{stale:?}");
         let gone = check_sizes(&files, &[("host/src/big.rs", "why"), ("nope.rs", "why")]);
@@ -404,13 +421,15 @@ mod tests {
             "sample-plugins/hello/src/lib.rs".to_owned(),
         ];
         let exists = |p: &str| {
-            ["host/src/lib.rs", "sample-plugins"].contains(&p)
-                || all.iter().any(|a| a == p)
+            ["host/src/lib.rs", "sample-plugins"].contains(&p) || all.iter().any(|a| a == p)
         };
         let problems = check_references(&files, &top, &all, exists);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("host/src/gone.rs"), "{problems:?}");
-        assert!(problems[1].contains("bin/plugin-host/inspect.rs"), "{problems:?}");
+        assert!(
+            problems[1].contains("bin/plugin-host/inspect.rs"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -418,7 +437,10 @@ mod tests {
         let files = [
             file("a.rs", &format!("//! As {} asks.\n", "the spec")),
             file("b.md", &format!("Done for {} 4.\n", "issue")),
-            file("c.md", &format!("See {}.\n", concat!("the issue ", "notes"))),
+            file(
+                "c.md",
+                &format!("See {}.\n", concat!("the issue ", "notes")),
+            ),
             file("ok.rs", "//! 64 tasks issue 10,000 operations.\n"),
         ];
         let problems = check_references(&files, &[], &[], |_| true);
@@ -433,7 +455,10 @@ mod tests {
         let text = format!("#[test]\n{}]\nfn slow() {{}}\n", concat!("#[", "ignore"));
         let problems = check_ignored(&[file("tests/tests/x.rs", &text)]);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("tests/tests/x.rs:2"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("tests/tests/x.rs:2"),
+            "{problems:?}"
+        );
         assert!(check_ignored(&[file("tests/tests/x.rs", "#[test]\nfn quick() {}\n")]).is_empty());
     }
 
@@ -442,9 +467,14 @@ mod tests {
         let timed = "fn t() {\n    let elapsed = started.elapsed();\n    assert!(\n        elapsed < serial / 4,\n        \"too slow\"\n    );\n}\n";
         let problems = check_wall_clock(&[file("tests/tests/integration/x.rs", timed)]);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("tests/tests/integration/x.rs:3"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("tests/tests/integration/x.rs:3"),
+            "{problems:?}"
+        );
         // In a library file, only the test module counts.
-        let lib = format!("fn f() {{ assert!(t.elapsed() < d); }}\n#[cfg(test)]\nmod tests {{\n{timed}}}\n");
+        let lib = format!(
+            "fn f() {{ assert!(t.elapsed() < d); }}\n#[cfg(test)]\nmod tests {{\n{timed}}}\n"
+        );
         let problems = check_wall_clock(&[file("host/src/x.rs", &lib)]);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("host/src/x.rs:6"), "{problems:?}");

@@ -319,7 +319,10 @@ mod tests {
 
     #[test]
     fn invalid_input_is_an_error_from_build() {
-        let err = InProcessPlugin::builder("x", "not-semver").build().err().unwrap();
+        let err = InProcessPlugin::builder("x", "not-semver")
+            .build()
+            .err()
+            .unwrap();
         assert!(
             matches!(&err, Error::Config(m) if m.contains("plugin `x` has an invalid version")),
             "{err:?}"

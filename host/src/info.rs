@@ -177,6 +177,9 @@ mod tests {
             "{err:?}"
         );
         assert!(DependencySpec::optional("y", "~1").unwrap().optional);
-        assert_eq!(PluginInfo::in_process("x", "1.2.3").unwrap().version, Version::new(1, 2, 3));
+        assert_eq!(
+            PluginInfo::in_process("x", "1.2.3").unwrap().version,
+            Version::new(1, 2, 3)
+        );
     }
 }

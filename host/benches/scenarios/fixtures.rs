@@ -25,7 +25,8 @@ impl BenchPlugin {
     pub fn new(name: &str, deps: &[String], init_delay: Duration) -> Self {
         let mut info = PluginInfo::in_process(name, "1.0.0").expect("a literal semver version");
         for d in deps {
-            info = info.with_dependency(DependencySpec::required(d, "^1").expect("a literal requirement"));
+            info = info
+                .with_dependency(DependencySpec::required(d, "^1").expect("a literal requirement"));
         }
         Self {
             info,

@@ -346,8 +346,11 @@ mod loom_model {
             let drained = Arc::new(AtomicBool::new(false));
             let callers: Vec<_> = (0..2)
                 .map(|_| {
-                    let (gate, running, drained) =
-                        (Arc::clone(&gate), Arc::clone(&running), Arc::clone(&drained));
+                    let (gate, running, drained) = (
+                        Arc::clone(&gate),
+                        Arc::clone(&running),
+                        Arc::clone(&drained),
+                    );
                     thread::spawn(move || {
                         if gate.enter_call("p").is_ok() {
                             running.fetch_add(1, SeqCst);
@@ -366,7 +369,10 @@ mod loom_model {
             loom::future::block_on(gate.drain_calls());
             assert_eq!(running.load(SeqCst), 0, "the drain returned under a call");
             drained.store(true, SeqCst);
-            assert!(gate.enter_call("p").is_err(), "admitted after shutdown began");
+            assert!(
+                gate.enter_call("p").is_err(),
+                "admitted after shutdown began"
+            );
             for caller in callers {
                 caller.join().expect("caller thread");
             }

@@ -328,14 +328,20 @@ impl PluginManager {
     /// (load them with another call). Returns each planned plugin's outcome.
     pub async fn load_all_plugins(&self) -> BatchReport {
         let inner = Arc::clone(&self.inner);
-        tasks::joined(tasks::spawn(async move { schedule::load_all(&inner).await })).await
+        tasks::joined(tasks::spawn(
+            async move { schedule::load_all(&inner).await },
+        ))
+        .await
     }
 
     /// Unloads every plugin, dependents before their dependencies, independent
     /// ones in parallel. Returns each plugin's outcome.
     pub async fn unload_all_plugins(&self) -> BatchReport {
         let inner = Arc::clone(&self.inner);
-        tasks::joined(tasks::spawn(async move { schedule::unload_all(&inner).await })).await
+        tasks::joined(tasks::spawn(
+            async move { schedule::unload_all(&inner).await },
+        ))
+        .await
     }
 
     /// Resolves the registered plugins' dependencies into a start plan

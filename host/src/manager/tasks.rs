@@ -61,7 +61,11 @@ pub(crate) async fn joined(task: JoinHandle<BatchReport>) -> BatchReport {
 
 /// A spawned task's result as an [`Outcome`]. Only the rare abnormal path
 /// reads the slot's name, so the hot path allocates nothing for it.
-pub(crate) fn outcome(slot: Arc<Slot>, operation: &'static str, task: JoinHandle<Result<()>>) -> Outcome {
+pub(crate) fn outcome(
+    slot: Arc<Slot>,
+    operation: &'static str,
+    task: JoinHandle<Result<()>>,
+) -> Outcome {
     task.map(move |joined| joined.unwrap_or_else(|e| Err(task_failed(&slot.name, operation, e))))
         .boxed()
         .shared()

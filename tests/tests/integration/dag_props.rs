@@ -84,7 +84,8 @@ fn build(specs: &[Spec], i: usize, log: &Log) -> Arc<InProcessPlugin> {
         stop_log.lock().push(format!("stop:{me2}"));
         async { Ok(()) }
     })
-    .build().unwrap()
+    .build()
+    .unwrap()
 }
 
 /// Which plugins can start: not failing themselves, and every required

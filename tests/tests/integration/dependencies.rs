@@ -42,10 +42,18 @@ async fn chain_starts_in_order_and_stops_in_reverse() {
     let m = manager(4);
     let log = Log::default();
     // Registered dependents-first, so registration order is not the start order.
-    m.register_plugin(recording("c", "1.0.0", &[("b", "^1", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("b", "1.0.0", &[("a", "^1", false)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("c", "1.0.0", &[("b", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("b", "1.0.0", &[("a", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     m.register_plugin(recording("a", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
     let plan = m.resolve_dependencies();
@@ -76,10 +84,18 @@ async fn diamond_initializes_the_shared_dependency_exactly_once() {
     let log = Log::default();
     let base = recording("base", "1.0.0", &[], &log).build().unwrap();
     m.register_plugin(base.clone()).unwrap();
-    m.register_plugin(recording("left", "1.0.0", &[("base", "^1", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("right", "1.0.0", &[("base", "^1", false)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("left", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("right", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let top = m
         .register_plugin(
             recording(
@@ -88,7 +104,8 @@ async fn diamond_initializes_the_shared_dependency_exactly_once() {
                 &[("left", "^1", false), ("right", "^1", false)],
                 &log,
             )
-            .build().unwrap(),
+            .build()
+            .unwrap(),
         )
         .unwrap();
     // A batch and ten direct loads of the top race each other.
@@ -124,8 +141,12 @@ async fn a_cycle_names_every_member_and_starts_none_of_them() {
     let m = manager(4);
     let log = Log::default();
     for (name, dep) in [("a", "b"), ("b", "c"), ("c", "a"), ("behind", "a")] {
-        m.register_plugin(recording(name, "1.0.0", &[(dep, "^1", false)], &log).build().unwrap())
-            .unwrap();
+        m.register_plugin(
+            recording(name, "1.0.0", &[(dep, "^1", false)], &log)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
     }
     m.register_plugin(recording("free", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
@@ -162,12 +183,24 @@ async fn missing_and_conflicting_dependencies_block_only_their_dependents() {
     let log = Log::default();
     m.register_plugin(recording("base", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("lonely", "1.0.0", &[("ghost", "^1", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("picky", "1.0.0", &[("base", "^2", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("fine", "1.0.0", &[("base", "^1", false)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("lonely", "1.0.0", &[("ghost", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("picky", "1.0.0", &[("base", "^2", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("fine", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let report = m.load_all_plugins().await;
     assert_eq!(
         report.outcome("lonely").unwrap().result,
@@ -207,12 +240,20 @@ async fn missing_and_conflicting_dependencies_block_only_their_dependents() {
 async fn optional_dependencies_are_started_first_when_present_and_skipped_when_absent() {
     let m = manager(4);
     let log = Log::default();
-    m.register_plugin(recording("app", "1.0.0", &[("extra", "^1", true)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("app", "1.0.0", &[("extra", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     m.register_plugin(recording("extra", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("solo", "1.0.0", &[("absent", "^1", true)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("solo", "1.0.0", &[("absent", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let report = m.load_all_plugins().await;
     assert!(report.is_ok(), "{report:?}");
     let entries = log.lock().clone();
@@ -249,14 +290,23 @@ async fn a_failing_dependency_skips_its_transitive_dependents_until_it_is_fixed(
                 }
             }
         })
-        .build().unwrap();
+        .build()
+        .unwrap();
     m.register_plugin(root).unwrap();
-    let mid = recording("mid", "1.0.0", &[("root", "^1", false)], &log).build().unwrap();
-    let leaf = recording("leaf", "1.0.0", &[("mid", "^1", false)], &log).build().unwrap();
+    let mid = recording("mid", "1.0.0", &[("root", "^1", false)], &log)
+        .build()
+        .unwrap();
+    let leaf = recording("leaf", "1.0.0", &[("mid", "^1", false)], &log)
+        .build()
+        .unwrap();
     m.register_plugin(mid.clone()).unwrap();
     m.register_plugin(leaf.clone()).unwrap();
-    m.register_plugin(recording("opt", "1.0.0", &[("root", "^1", true)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("opt", "1.0.0", &[("root", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     m.register_plugin(recording("other", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
 
@@ -308,12 +358,24 @@ async fn in_use_refuses_and_cascade_unloads_dependents_first() {
     let log = Log::default();
     m.register_plugin(recording("core", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("svc", "1.0.0", &[("core", "^1", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("ui", "1.0.0", &[("svc", "^1", false)], &log).build().unwrap())
-        .unwrap();
-    m.register_plugin(recording("cli", "1.0.0", &[("core", "^1", false)], &log).build().unwrap())
-        .unwrap();
+    m.register_plugin(
+        recording("svc", "1.0.0", &[("core", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("ui", "1.0.0", &[("svc", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("cli", "1.0.0", &[("core", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     m.register_plugin(recording("bystander", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
     assert!(m.load_all_plugins().await.is_ok());
@@ -452,7 +514,12 @@ impl Overlap {
 /// rendezvous) until `target` of them are inside at once, so the peak reaches
 /// `target` whenever the manager runs that many in parallel, and stays lower
 /// (after the bound) when it does not.
-fn register_rendezvous(m: &PluginManager, prefix: &str, count: usize, target: usize) -> Arc<Overlap> {
+fn register_rendezvous(
+    m: &PluginManager,
+    prefix: &str,
+    count: usize,
+    target: usize,
+) -> Arc<Overlap> {
     let overlap = Arc::new(Overlap::default());
     for i in 0..count {
         let overlap = Arc::clone(&overlap);
@@ -480,7 +547,8 @@ fn register_rendezvous(m: &PluginManager, prefix: &str, count: usize, target: us
                     Ok(())
                 }
             })
-            .build().unwrap();
+            .build()
+            .unwrap();
         m.register_plugin(p).unwrap();
     }
     overlap

@@ -174,7 +174,9 @@ async fn a_checkpoint_is_serialized_with_the_plugins_lifecycle() {
         info: plugbay_host::PluginInfo::in_process("slow", "1.0.0").unwrap(),
         probe: std::sync::Arc::clone(&probe),
     };
-    let id = manager.register_plugin(std::sync::Arc::new(plugin)).unwrap();
+    let id = manager
+        .register_plugin(std::sync::Arc::new(plugin))
+        .unwrap();
     manager.load_plugin(id).await.unwrap();
 
     let checkpoint = tokio::spawn({

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use integration_tests::{abi_mismatch_library, c_library, probe_binary, PluginDir};
+use crate::{abi_mismatch_library, c_library, probe_binary, PluginDir};
 use plugbay_host::SafetyConfig;
 
 /// Probe timeout in tests: short, but far above what opening a debug plugin

@@ -35,6 +35,12 @@ pub struct HostileDir {
     pub outside: tempfile::TempDir,
 }
 
+impl Default for HostileDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HostileDir {
     /// Lays it out.
     pub fn new() -> Self {

@@ -315,6 +315,51 @@ fn sorted_names(users: &BTreeMap<Uuid, String>) -> Vec<String> {
     names
 }
 
+#[cfg(all(test, not(plugbay_loom)))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_gate_admits_only_while_active_and_holds_refuse_a_shutdown() {
+        let gate = Gate::new();
+        assert!(matches!(gate.enter_call("p"), Err(Error::NotActive { .. })));
+        gate.write_transition("p", PluginState::Initializing)
+            .unwrap();
+        gate.write_transition("p", PluginState::Active).unwrap();
+        gate.enter_call("p").unwrap();
+        let dependent = Uuid::from_u128(7);
+        gate.acquire_user(dependent, "d").unwrap();
+        let refused = gate
+            .write_transition("p", PluginState::ShuttingDown)
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::InUse { dependents, .. } if dependents == &["d"]),
+            "{refused:?}"
+        );
+        assert!(
+            gate.state().is_active(),
+            "a refused transition writes nothing"
+        );
+        gate.release_user(dependent);
+        assert_eq!(
+            gate.write_transition("p", PluginState::ShuttingDown)
+                .unwrap(),
+            PluginState::Active
+        );
+        assert!(matches!(gate.enter_call("p"), Err(Error::NotActive { .. })));
+        assert_eq!(
+            gate.acquire_user(dependent, "d"),
+            Err(PluginState::ShuttingDown)
+        );
+        // The admitted call is still running: the drain waits for it.
+        let drain = gate.drain_calls();
+        tokio::pin!(drain);
+        assert!(futures::poll!(drain.as_mut()).is_pending());
+        gate.exit_call();
+        drain.await;
+    }
+}
+
 /// The loom model of the gate: `cargo xtask loom` runs it
 /// (`RUSTFLAGS="--cfg plugbay_loom" cargo test --lib loom_model`).
 #[cfg(all(test, plugbay_loom))]

@@ -230,8 +230,9 @@ impl PluginManager {
     /// Each save runs under the plugin's lifecycle lock, like every other
     /// state operation, so it never overlaps that plugin's `initialize` or
     /// `shutdown`: an unload that starts meanwhile waits for the save. A plugin
-    /// whose lifecycle operation is already under way is skipped, not waited
-    /// for (it is leaving `Active`, and its shutdown saves its state itself).
+    /// whose lifecycle lock is already held is skipped, not waited for: an
+    /// unload is under way (its shutdown saves the state itself) or another
+    /// checkpoint is saving it.
     pub async fn save_all_states(&self) -> Vec<(String, Result<SaveOutcome>)> {
         self.inner.checkpoint().await
     }

@@ -67,10 +67,10 @@ impl Inner {
             .into_iter()
             .filter(|slot| slot.state().is_active())
             .map(|slot| async move {
-                // A held lock means a lifecycle operation is under way: the
-                // plugin is not Active for long, and a shutdown saves its
-                // state itself. Never wait for it (the caller may be that
-                // plugin's own call, which the shutdown is draining).
+                // A held lock means an unload (whose shutdown saves the state
+                // itself) or another checkpoint is under way. Never wait for
+                // it: the caller may be that plugin's own call, which the
+                // shutdown is draining.
                 let _lifecycle = slot.lifecycle.try_lock().ok()?;
                 if !slot.state().is_active() || slot.is_removed() {
                     return None;

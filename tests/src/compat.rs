@@ -1,8 +1,8 @@
 //! The released 1.0.0 interface and what is built against it, for the
 //! compatibility tests: the frozen copy in `tests/frozen/plugbay-api-1.0.0`,
 //! and a generated standalone workspace holding that copy, a plugin written
-//! against 1.0.0 (`tests/compat/plugin_1_0.rs`) and a minimal 1.0.0 host
-//! (`tests/compat/host_1_0.rs`).
+//! against 1.0.0 (`tests/fixtures/compat_plugin_1_0.rs`) and a minimal 1.0.0 host
+//! (`tests/fixtures/compat_host_1_0.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -46,9 +46,9 @@ pub fn frozen_files() -> Vec<String> {
 /// What [`v1_0`] built.
 #[derive(Debug, Clone)]
 pub struct V1_0 {
-    /// `tests/compat/plugin_1_0.rs` built against 1.0.0: the cdylib.
+    /// `tests/fixtures/compat_plugin_1_0.rs` built against 1.0.0: the cdylib.
     pub plugin: PathBuf,
-    /// `tests/compat/host_1_0.rs` built against 1.0.0: the host binary.
+    /// `tests/fixtures/compat_host_1_0.rs` built against 1.0.0: the host binary.
     pub host: PathBuf,
 }
 
@@ -81,8 +81,8 @@ pub fn v1_0() -> V1_0 {
                  plugbay-api = { path = \"../plugbay-api\" }\n";
             write_if_changed(&work.join("host/Cargo.toml"), host_manifest.as_bytes());
             for (from, to) in [
-                ("tests/compat/plugin_1_0.rs", "plugin/src/lib.rs"),
-                ("tests/compat/host_1_0.rs", "host/src/main.rs"),
+                ("tests/fixtures/compat_plugin_1_0.rs", "plugin/src/lib.rs"),
+                ("tests/fixtures/compat_host_1_0.rs", "host/src/main.rs"),
             ] {
                 let source =
                     std::fs::read(root.join(from)).unwrap_or_else(|e| panic!("read {from}: {e}"));

@@ -3,6 +3,9 @@
 //!
 //! Only std, so it compiles in a second and needs nothing installed.
 
+mod loom;
+mod tidy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -22,8 +25,11 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
+  tidy            repository hygiene checks (xtask/src/tidy.rs)
+  loom            the loom model of the call gate (host/src/manager/gate.rs)
   abi-gate        compare plugin-api's type layouts with the last release's (tests/frozen/)
-  ci              fmt check, clippy -D warnings on all targets, abi-gate, test, bench --quick
+  ci              fmt check, tidy, clippy -D warnings on all targets, abi-gate, test,
+                  loom, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
         Some("abi-gate") => abi_gate::run(&root()),
+        Some("tidy") => tidy::run(&root()),
+        Some("loom") => exec(loom::command(cargo(), &root().join("target").join("loom"))),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -149,6 +157,7 @@ fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     exec(fmt)?;
+    tidy::run(&root())?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -163,6 +172,7 @@ fn ci() -> Result<(), String> {
     exec(clippy)?;
     abi_gate::run(&root())?;
     test()?;
+    exec(loom::command(cargo(), &root().join("target").join("loom")))?;
     bench(true)
 }
 

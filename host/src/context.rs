@@ -68,6 +68,26 @@ pub trait HostServices: Send + Sync + 'static {
         args: Value,
     ) -> Result<Value>;
 
+    /// Publishes event `name` with the JSON text `payload_json` from `plugin`
+    /// (see [`crate::EventBus`]). The default refuses: a host without events.
+    fn publish_from(&self, plugin: &str, name: &str, payload_json: &str) -> Result<()> {
+        let _ = (name, payload_json);
+        Err(Error::EventsRefused {
+            plugin: plugin.to_owned(),
+            state: "on a host without events".to_owned(),
+        })
+    }
+
+    /// Subscribes `plugin` to events matching `pattern` (see [`crate::EventBus`]).
+    /// The default refuses: a host without events.
+    fn subscribe_for(&self, plugin: &str, pattern: &str) -> Result<()> {
+        let _ = pattern;
+        Err(Error::EventsRefused {
+            plugin: plugin.to_owned(),
+            state: "on a host without events".to_owned(),
+        })
+    }
+
     /// The private data directory of `plugin`, created on first use. The
     /// default refuses with [`Error::DataDir`]: a host without data directories.
     fn data_dir_for(&self, plugin: &str) -> Result<std::path::PathBuf> {
@@ -163,6 +183,16 @@ impl PluginContext {
     /// Another plugin's lifecycle state, in lower case.
     pub fn status_of(&self, plugin: &str) -> Option<String> {
         self.host().ok()?.status_of(plugin)
+    }
+
+    /// Publishes event `name` with JSON text `payload_json` from this plugin.
+    pub fn publish(&self, name: &str, payload_json: &str) -> Result<()> {
+        self.host()?.publish_from(&self.plugin, name, payload_json)
+    }
+
+    /// Subscribes this plugin to events matching `pattern`.
+    pub fn subscribe(&self, pattern: &str) -> Result<()> {
+        self.host()?.subscribe_for(&self.plugin, pattern)
     }
 
     /// This plugin's private data directory, created by the host on first use

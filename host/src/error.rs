@@ -293,6 +293,25 @@ pub enum Error {
         holder: String,
     },
 
+    /// An event, its payload or a subscription pattern was refused.
+    #[error("event {name:?} refused: {reason}")]
+    InvalidEvent {
+        /// The event name or pattern (cut to the length limit).
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A plugin that is not running (shutting down, stopped, failed) tried to
+    /// publish or subscribe.
+    #[error("plugin `{plugin}` may not use events now: it is {state}")]
+    EventsRefused {
+        /// The plugin.
+        plugin: String,
+        /// Its state.
+        state: String,
+    },
+
     /// A plugin's data directory could not be provided.
     #[error("data directory {} for plugin `{plugin}` is unavailable: {reason}", path.display())]
     DataDir {

@@ -237,6 +237,25 @@ impl FfiHost {
                 // Every service this interface version defines is offered.
                 Ok(Value::Bool(services::since(service).is_some()))
             }
+            services::PUBLISH => {
+                let name = args["name"].as_str().unwrap_or_default();
+                let payload = args
+                    .get("payload")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+                    .to_string();
+                self.ctx
+                    .publish(name, &payload)
+                    .map(|()| Value::Null)
+                    .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+            }
+            services::SUBSCRIBE => {
+                let pattern = args["pattern"].as_str().unwrap_or_default();
+                self.ctx
+                    .subscribe(pattern)
+                    .map(|()| Value::Null)
+                    .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+            }
             services::DATA_DIR => self
                 .ctx
                 .data_dir()

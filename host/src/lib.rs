@@ -84,6 +84,7 @@ mod context;
 mod data_dir;
 mod discovery;
 mod error;
+mod events;
 mod ffi;
 mod in_process;
 mod info;
@@ -96,6 +97,10 @@ mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
+pub use events::{
+    Event, EventBus, EventReceiver, SubscriberStats, DEFAULT_SUBSCRIBER_CAPACITY,
+    MAX_EVENT_NAME_LEN, MAX_HANDLER_PANICS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH,
+};
 pub use ffi::FfiPlugin;
 pub use in_process::{Counters, InProcessBuilder, InProcessPlugin};
 pub use info::{DependencySpec, PluginInfo, PluginSource};

@@ -54,6 +54,55 @@ pub trait Plugin: Default + Send + 'static {
         let _ = args;
         Err(PluginError::unknown_method(method))
     }
+
+    /// Receives an event this plugin subscribed to ([`HostContext::subscribe`]).
+    /// Runs like `call` (serialized with the plugin's other methods, on a host
+    /// thread), never inside the publisher's call. An error is logged by the
+    /// host; a panic is caught and counted, and after a few panics the host
+    /// cuts the subscription off. Since 1.1.
+    fn on_event(&mut self, event: &Event) -> Result<(), PluginError> {
+        let _ = event;
+        Ok(())
+    }
+}
+
+/// An event delivered to [`Plugin::on_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event's name, e.g. `counter.changed`.
+    pub name: String,
+    /// Its JSON payload.
+    pub payload: Value,
+    /// Who published it: a plugin's name, `host` (the embedding application)
+    /// or `plugbay` (lifecycle events).
+    pub source: String,
+    /// The publisher's sequence number: increases by one per event it publishes.
+    pub seq: u64,
+}
+
+impl Event {
+    /// The event as the host sends it under [`crate::services::EVENT_METHOD`].
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "payload": self.payload,
+            "source": self.source,
+            "seq": self.seq,
+        })
+    }
+
+    /// Reads what the host sends under [`crate::services::EVENT_METHOD`].
+    pub fn from_json(value: &Value) -> Result<Self, PluginError> {
+        let name = value["name"]
+            .as_str()
+            .ok_or_else(|| PluginError::invalid_input("event without a name"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            payload: value.get("payload").cloned().unwrap_or(Value::Null),
+            source: value["source"].as_str().unwrap_or_default().to_owned(),
+            seq: value["seq"].as_u64().unwrap_or(0),
+        })
+    }
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
@@ -113,6 +162,10 @@ impl<T: Plugin> PluginInstance for Exported<T> {
             } else {
                 serde_json::from_str(args.as_str())?
             };
+            if method.as_str() == crate::services::EVENT_METHOD {
+                self.0.on_event(&Event::from_json(&args)?)?;
+                return Ok(RString::from("null"));
+            }
             let out = self.0.call(method.as_str(), args)?;
             Ok(RString::from(out.to_string()))
         })

@@ -183,6 +183,48 @@ impl HostContext {
         ))
     }
 
+    /// Publishes the event `name` with `payload` to every subscriber (plugins
+    /// and the embedder). Returns once the event is queued; it never waits for
+    /// subscribers. Names: 1 to 128 bytes, no whitespace or control characters;
+    /// payloads: at most 64 KiB of JSON, 32 levels deep.
+    ///
+    /// Errors (kind [`crate::ErrorKind::Host`]): a bad name or payload, this
+    /// plugin shutting down, or [`PluginError::needs_newer_host`] on a 1.0 host.
+    pub fn publish(&self, name: &str, payload: &Value) -> Result<(), PluginError> {
+        self.ask_service(
+            services::EVENTS,
+            services::PUBLISH,
+            &json!({ "name": name, "payload": payload }),
+        )
+        .map(drop)
+    }
+
+    /// Subscribes this plugin to events named `pattern`, or starting with its
+    /// prefix when it ends in `*` (`counter.*`; `*` alone: everything). Events
+    /// arrive in [`crate::Plugin::on_event`], asynchronously, in each
+    /// publisher's order. Subscribe in `initialize`: subscriptions end when the
+    /// plugin stops. The host's own lifecycle events are named
+    /// `plugbay.plugin.started|stopping|stopped|failed` with payload
+    /// `{"plugin": NAME}`.
+    pub fn subscribe(&self, pattern: &str) -> Result<(), PluginError> {
+        self.ask_service(
+            services::EVENTS,
+            services::SUBSCRIBE,
+            &json!({ "pattern": pattern }),
+        )
+        .map(drop)
+    }
+
+    /// [`HostContext::ask_host`] for a method of `service`: on failure, a host
+    /// that lacks the service gets [`PluginError::needs_newer_host`].
+    fn ask_service(&self, service: &str, method: &str, args: &Value) -> Result<Value, PluginError> {
+        self.ask_host(method, args)
+            .map_err(|e| match self.require(service) {
+                Ok(()) => e,
+                Err(missing) => missing,
+            })
+    }
+
     /// This plugin's private data directory: one per plugin name, created by the
     /// host on first use with owner-only permissions, kept across restarts.
     ///

@@ -144,7 +144,7 @@ pub mod services;
 pub mod testing;
 
 pub use error::{ErrorKind, PluginError};
-pub use export::{panic_message, Plugin};
+pub use export::{panic_message, Event, Plugin};
 pub use host::{HostApi, HostApi_TO, HostContext, LogLevel};
 pub use instance::{PluginInstance, PluginInstanceBox, PluginInstance_TO};
 pub use metadata::{Dependency, PluginMetadata};

@@ -29,8 +29,24 @@ pub const FIRST_RELEASE: &str = "1.0.0";
 /// ([`crate::HostContext::data_dir`]), as a JSON string. Since 1.1.0.
 pub const DATA_DIR: &str = "data-dir";
 
+/// Service: publishing and subscribing to events ([`crate::HostContext::publish`],
+/// [`crate::HostContext::subscribe`], [`crate::Plugin::on_event`]). Since 1.1.0.
+pub const EVENTS: &str = "events";
+
+/// Method of [`HOST`]: `{"name": NAME, "payload": JSON}` publishes an event. Since 1.1.0.
+pub const PUBLISH: &str = "publish";
+
+/// Method of [`HOST`]: `{"pattern": NAME_OR_PREFIX*}` subscribes the caller. Since 1.1.0.
+pub const SUBSCRIBE: &str = "subscribe";
+
+/// The reserved method name under which the host delivers an event to a
+/// plugin's `call` (`{"name", "payload", "source", "seq"}`); the code
+/// [`crate::export_plugin!`] generates routes it to [`crate::Plugin::on_event`].
+/// A 1.0 plugin never subscribes, so it never receives one.
+pub const EVENT_METHOD: &str = "@event";
+
 /// Every service this interface version defines, with the version that added it.
-pub const ALL: &[(&str, &str)] = &[(DATA_DIR, "1.1.0")];
+pub const ALL: &[(&str, &str)] = &[(DATA_DIR, "1.1.0"), (EVENTS, "1.1.0")];
 
 /// The interface version that added `service`, or `None` for an unknown name.
 pub fn since(service: &str) -> Option<&'static str> {

@@ -116,6 +116,10 @@ struct HostData {
     api_version: String,
     /// The data directory handed out by [`HostContext::data_dir`], if set.
     data_dir: Option<PathBuf>,
+    /// Events published through [`HostContext::publish`], oldest first.
+    published: Vec<crate::Event>,
+    /// Patterns subscribed to through [`HostContext::subscribe`], oldest first.
+    subscriptions: Vec<String>,
 }
 
 /// A fake host for unit tests: settable configuration, plugin statuses and
@@ -164,6 +168,8 @@ impl TestHost {
                 statuses: HashMap::new(),
                 api_version: crate::INTERFACE_VERSION.to_owned(),
                 data_dir: None,
+                published: Vec::new(),
+                subscriptions: Vec::new(),
             })),
         }
     }
@@ -306,6 +312,17 @@ impl TestHost {
         self.lock().calls.clone()
     }
 
+    /// Every event the plugin published ([`HostContext::publish`]), oldest
+    /// first; `source` is `"plugin"`, `seq` counts from 1.
+    pub fn published(&self) -> Vec<crate::Event> {
+        self.lock().published.clone()
+    }
+
+    /// Every pattern the plugin subscribed to ([`HostContext::subscribe`]).
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.lock().subscriptions.clone()
+    }
+
     /// A [`HostContext`] backed by this host, as a plugin's `initialize` receives
     /// it: for testing helper functions that take one.
     pub fn context(&self) -> HostContext {
@@ -417,6 +434,31 @@ impl FakeApi {
             services::HAS_SERVICE => {
                 let service = args["service"].as_str().unwrap_or_default();
                 Ok(Value::Bool(self.host.offers(service)))
+            }
+            services::PUBLISH => {
+                let name = args["name"].as_str().unwrap_or_default();
+                if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(PluginError::new(
+                        ErrorKind::Host,
+                        format!(
+                            "event {name:?} refused: empty, or whitespace or control characters"
+                        ),
+                    ));
+                }
+                let mut data = self.host.lock();
+                let seq = data.published.len() as u64 + 1;
+                data.published.push(crate::Event {
+                    name: name.to_owned(),
+                    payload: args.get("payload").cloned().unwrap_or(Value::Null),
+                    source: "plugin".to_owned(),
+                    seq,
+                });
+                Ok(Value::Null)
+            }
+            services::SUBSCRIBE => {
+                let pattern = args["pattern"].as_str().unwrap_or_default().to_owned();
+                self.host.lock().subscriptions.push(pattern);
+                Ok(Value::Null)
             }
             services::DATA_DIR => {
                 let Some(dir) = self.host.lock().data_dir.clone() else {
@@ -539,6 +581,14 @@ impl<P: Plugin> TestPlugin<P> {
         let out = PluginInstance::call(&mut self.instance, method.into(), args.as_str().into())
             .into_result()?;
         parse("call", &out)
+    }
+
+    /// Hands `event` to the plugin's [`Plugin::on_event`] the way a host delivers
+    /// it (through the boundary adapter; a panic comes back as
+    /// [`ErrorKind::Panicked`]).
+    pub fn deliver(&mut self, event: &crate::Event) -> Result<(), PluginError> {
+        self.call(crate::services::EVENT_METHOD, event.to_json())
+            .map(drop)
     }
 
     /// The state the plugin asks to persist (`Value::Null`: nothing to save).
@@ -788,5 +838,66 @@ mod tests {
         let err = p.call("data_dir", json!({})).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Host);
         assert!(err.message().contains("TestHost::data_dir"), "{err}");
+    }
+
+    /// Counts events it receives and republishes them under `seen.<name>`.
+    #[derive(Default)]
+    struct Echo {
+        host: Option<HostContext>,
+        seen: u64,
+    }
+
+    impl Plugin for Echo {
+        fn metadata() -> crate::PluginMetadata {
+            crate::PluginMetadata::new("echo", "0.1.0")
+        }
+
+        fn initialize(&mut self, host: &HostContext) -> Result<(), PluginError> {
+            host.subscribe("counter.*")?;
+            self.host = Some(host.clone());
+            Ok(())
+        }
+
+        fn on_event(&mut self, event: &crate::Event) -> Result<(), PluginError> {
+            if event.name == "counter.boom" {
+                panic!("boom event");
+            }
+            self.seen += 1;
+            let host = self.host.as_ref().ok_or("not initialized")?;
+            host.publish(&format!("seen.{}", event.name), &event.payload)
+        }
+    }
+
+    #[test]
+    fn events_are_captured_injected_and_refused_on_a_1_0_host() {
+        let host = TestHost::new();
+        let mut p = TestPlugin::<Echo>::start(&host).unwrap();
+        assert_eq!(host.subscriptions(), ["counter.*"]);
+        let event = crate::Event {
+            name: "counter.changed".to_owned(),
+            payload: json!(3),
+            source: "counter".to_owned(),
+            seq: 1,
+        };
+        p.deliver(&event).unwrap();
+        assert_eq!(p.plugin().seen, 1);
+        let published = host.published();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].name, "seen.counter.changed");
+        assert_eq!(published[0].payload, json!(3));
+        let boom = crate::Event {
+            name: "counter.boom".to_owned(),
+            ..event
+        };
+        assert_eq!(p.deliver(&boom).unwrap_err().kind, ErrorKind::Panicked);
+
+        let old = TestHost::new().api_version("1.0.0");
+        let err = TestPlugin::<Echo>::start(&old)
+            .err()
+            .expect("subscribe refused");
+        assert_eq!(
+            err.message(),
+            "this host provides plugin API 1.0.0; the `events` service needs 1.1.0"
+        );
     }
 }

@@ -137,6 +137,8 @@ impl Inner {
         let from = slot.gate.write_transition(&slot.name, to.clone())?;
         tracing::debug!(plugin = %slot.name, from = from.name(), to = to.name(), "lifecycle");
         // Ignored when nobody listens.
+        // The event bus only queues (never waits, runs no plugin code).
+        self.bus.lifecycle(&slot.name, from.name(), to.name());
         let _ = self.events.send(LifecycleEvent {
             id: slot.id,
             name: slot.name.clone(),

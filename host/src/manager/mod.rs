@@ -41,6 +41,7 @@ pub use lifecycle::{LifecycleEvent, PluginState};
 
 use crate::context::{CallChain, HostServices, PluginContext};
 use crate::error::{Error, Result};
+use crate::events::{EventBus, EventReceiver};
 use crate::info::{DependencySpec, PluginInfo};
 use crate::plugin::Plugin;
 use crate::resolve::Plan;
@@ -135,6 +136,9 @@ pub(crate) struct Inner {
     plugin_config: RwLock<HashMap<String, Value>>,
     /// Lifecycle events; `send` never blocks. Not a lock.
     events: broadcast::Sender<LifecycleEvent>,
+    /// The event bus for plugins and the embedder (its lock is documented on
+    /// [`EventBus`]).
+    bus: Arc<EventBus>,
     /// What plugin contexts point at (weakly), so plugins never keep the manager alive.
     services: Arc<ManagerServices>,
     /// Persistence: `None` without a configured state dir; otherwise the opened
@@ -211,6 +215,7 @@ impl PluginManager {
             registry: Registry::default(),
             plugin_config,
             events,
+            bus: Arc::new(EventBus::new()),
             services: Arc::new(ManagerServices::new(weak.clone())),
             state,
         });
@@ -240,6 +245,24 @@ impl PluginManager {
     /// The configuration the manager was built with.
     pub fn config(&self) -> &ManagerConfig {
         &self.inner.config
+    }
+
+    /// The event bus plugins publish to and subscribe on; the embedder may too
+    /// ([`EventBus::publish`] with its own source name, [`EventBus::subscribe`]).
+    /// Lifecycle transitions appear on it as `plugbay.plugin.<state>` events.
+    pub fn event_bus(&self) -> &Arc<EventBus> {
+        &self.inner.bus
+    }
+
+    /// Publishes `name` with `payload` to the event bus from source `host`.
+    pub fn publish(&self, name: &str, payload: Value) -> Result<usize> {
+        self.inner.bus.publish("host", name, payload)
+    }
+
+    /// Subscribes the embedder to events matching `pattern` (`name` or
+    /// `prefix*`), with a queue of `capacity` events.
+    pub fn subscribe_events(&self, pattern: &str, capacity: usize) -> Result<EventReceiver> {
+        self.inner.bus.subscribe(pattern, capacity)
     }
 
     /// Receives every lifecycle transition from now on.

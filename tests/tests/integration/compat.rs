@@ -75,6 +75,9 @@ async fn plugin_1_0_in_host_1_1_loads_initializes_is_called_and_restores_state()
     assert_eq!(summary.info.name, "old-counter");
     assert_eq!(summary.info.interface_version, "1.0.0");
     assert_eq!(summary.state, PluginState::Active);
+    // A 1.0 plugin cannot subscribe, so it receives no events.
+    assert_eq!(first.event_bus().subscription_count(), 0);
+    first.publish("anything", Value::Null).unwrap();
     for expected in 1..=2 {
         let got = first.call("old-counter", "increment", Value::Null).await;
         assert_eq!(got.unwrap(), json!(expected));
@@ -121,6 +124,8 @@ fn plugin_1_1_in_host_1_0_loads_runs_and_gets_an_error_naming_both_versions() {
             ("report", "null"),
             ("data_dir", "null"),
             ("write_note", "{\"text\":\"x\"}"),
+            ("events", "null"),
+            ("publish", "{\"name\":\"services.x\",\"payload\":1}"),
         ],
     );
     assert_eq!(code, Some(0), "the old host survives: {out}{err}");
@@ -135,6 +140,8 @@ fn plugin_1_1_in_host_1_0_loads_runs_and_gets_an_error_naming_both_versions() {
             "ok {\"api\":\"1.0.0\",\"data_dir\":false}",
             needs,
             needs,
+            "ok false",
+            "err Host: this host provides plugin API 1.0.0; the `events` service needs 1.1.0",
         ]
     );
 }

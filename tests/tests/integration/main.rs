@@ -7,6 +7,7 @@ mod compat;
 mod crash;
 mod dag_props;
 mod dependencies;
+mod events;
 mod failures;
 mod loading;
 mod manager_lifecycle;

@@ -1,7 +1,9 @@
 //! `counter`: a plugin with persistent state. It counts how many times it has been
-//! initialized, across host runs, and exposes `get` and `increment`.
+//! initialized, across host runs, and exposes `get` and `increment`. Each
+//! increment publishes the event `counter.changed` (`{"value": N}`) when the host
+//! offers events.
 
-use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+use plugbay_api::{export_plugin, services, HostContext, Plugin, PluginError, PluginMetadata};
 use serde_json::{json, Value};
 
 /// Counts initializations (persisted) and explicit increments.
@@ -9,6 +11,8 @@ use serde_json::{json, Value};
 pub struct Counter {
     initializations: u64,
     value: u64,
+    /// Kept when the host offers events, to publish `counter.changed`.
+    events: Option<HostContext>,
 }
 
 impl Plugin for Counter {
@@ -20,6 +24,7 @@ impl Plugin for Counter {
     fn initialize(&mut self, host: &HostContext) -> Result<(), PluginError> {
         self.initializations += 1;
         host.info(&format!("initialized {} time(s)", self.initializations));
+        self.events = host.has_service(services::EVENTS).then(|| host.clone());
         Ok(())
     }
 
@@ -45,6 +50,9 @@ impl Plugin for Counter {
             "get" => Ok(json!({ "initializations": self.initializations, "value": self.value })),
             "increment" => {
                 self.value += 1;
+                if let Some(host) = &self.events {
+                    host.publish("counter.changed", &json!({ "value": self.value }))?;
+                }
                 Ok(json!(self.value))
             }
             _ => Err(PluginError::unknown_method(method)),
@@ -66,6 +74,8 @@ mod tests {
         let mut counter = TestPlugin::<Counter>::start(&host).unwrap();
         assert_eq!(counter.call("increment", json!({})).unwrap(), json!(1));
         assert_eq!(counter.call("increment", json!({})).unwrap(), json!(2));
+        let changes: Vec<Value> = host.published().into_iter().map(|e| e.payload).collect();
+        assert_eq!(changes, [json!({ "value": 1 }), json!({ "value": 2 })]);
         assert_eq!(
             counter.call("get", json!({})).unwrap(),
             json!({ "initializations": 1, "value": 2 })

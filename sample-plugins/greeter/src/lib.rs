@@ -1,7 +1,10 @@
 //! `greeter`: depends on `hello` (semver `^1.0`) and calls it through the host,
-//! both while initializing and from its own `greet` operation.
+//! both while initializing and from its own `greet` operation. It also listens
+//! to `counter.changed` events and logs each one.
 
-use plugbay_api::{export_plugin, HostContext, Plugin, PluginError, PluginMetadata};
+use plugbay_api::{
+    export_plugin, services, Event, HostContext, Plugin, PluginError, PluginMetadata,
+};
 use serde_json::{json, Value};
 
 /// Builds greetings by asking the `hello` plugin, through the host.
@@ -10,6 +13,8 @@ pub struct Greeter {
     host: Option<HostContext>,
     /// What `hello` answered during `initialize`.
     first_greeting: String,
+    /// The last value a `counter.changed` event carried.
+    last_count: Option<u64>,
 }
 
 impl Plugin for Greeter {
@@ -23,6 +28,9 @@ impl Plugin for Greeter {
         let answer = host.call("hello", "greet", &json!({ "name": "greeter" }))?;
         self.first_greeting = answer.as_str().unwrap_or_default().to_owned();
         host.info(&format!("hello answered: {}", self.first_greeting));
+        if host.has_service(services::EVENTS) {
+            host.subscribe("counter.changed")?;
+        }
         self.host = Some(host.clone());
         Ok(())
     }
@@ -30,6 +38,7 @@ impl Plugin for Greeter {
     fn call(&mut self, method: &str, args: Value) -> Result<Value, PluginError> {
         match method {
             "first_greeting" => Ok(json!(self.first_greeting)),
+            "last_count" => Ok(json!(self.last_count)),
             // Re-enters the host from inside a call: greeter.greet -> host -> hello.greet.
             "greet" => {
                 let host = self.host.as_ref().ok_or("greeter is not initialized")?;
@@ -37,6 +46,26 @@ impl Plugin for Greeter {
             }
             _ => Err(PluginError::unknown_method(method)),
         }
+    }
+
+    fn on_event(&mut self, event: &Event) -> Result<(), PluginError> {
+        if event.name == "counter.changed" {
+            let value = event.payload["value"].as_u64();
+            self.last_count = value;
+            self.host()?.info(&format!(
+                "counter changed to {}",
+                value.map_or("?".to_owned(), |v| v.to_string())
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Greeter {
+    fn host(&self) -> Result<&HostContext, PluginError> {
+        self.host
+            .as_ref()
+            .ok_or_else(|| PluginError::failed("greeter is not initialized"))
     }
 }
 
@@ -96,5 +125,22 @@ mod tests {
         let err = greeter.call("greet", json!({})).unwrap_err();
         assert_eq!(err.message(), "greeter is not initialized");
         assert!(host.calls().is_empty());
+    }
+
+    #[test]
+    fn logs_counter_changes_it_subscribed_to() {
+        let host = TestHost::new().stub_call("hello", "greet", Ok(json!("Hi!")));
+        let mut greeter = TestPlugin::<Greeter>::start(&host).unwrap();
+        assert_eq!(host.subscriptions(), ["counter.changed"]);
+        greeter
+            .deliver(&Event {
+                name: "counter.changed".to_owned(),
+                payload: json!({ "value": 5 }),
+                source: "counter".to_owned(),
+                seq: 1,
+            })
+            .unwrap();
+        assert_eq!(greeter.call("last_count", json!({})).unwrap(), json!(5));
+        assert_eq!(host.log_messages().last().unwrap(), "counter changed to 5");
     }
 }

@@ -83,7 +83,9 @@
 //!   saved the state; refusing it keeps the plugin stopped and the file intact.
 //! - **Host services** (since 1.1): [`HostContext::host_api_version`],
 //!   [`HostContext::has_service`] / [`HostContext::require`], and a private
-//!   data directory per plugin, [`HostContext::data_dir`]; see [`services`].
+//!   data directory per plugin, [`HostContext::data_dir`]; events with
+//!   [`HostContext::publish`], [`HostContext::subscribe`] and
+//!   [`Plugin::on_event`]; see [`services`].
 //! - **Calling other plugins**: declare them with [`PluginMetadata::depends_on`],
 //!   call them with [`HostContext::call`]; a call that would re-enter a plugin
 //!   already on the call chain is refused with an error instead of deadlocking.

@@ -778,7 +778,10 @@ mod tests {
         }
 
         fn call(&mut self, method: &str, _args: Value) -> Result<Value, PluginError> {
-            let host = self.host.as_ref().ok_or("not initialized")?;
+            let host = self
+                .host
+                .as_ref()
+                .ok_or_else(|| PluginError::failed("not initialized"))?;
             match method {
                 "report" => Ok(json!({
                     "api": host.host_api_version(),
@@ -863,7 +866,10 @@ mod tests {
                 panic!("boom event");
             }
             self.seen += 1;
-            let host = self.host.as_ref().ok_or("not initialized")?;
+            let host = self
+                .host
+                .as_ref()
+                .ok_or_else(|| PluginError::failed("not initialized"))?;
             host.publish(&format!("seen.{}", event.name), &event.payload)
         }
     }

@@ -250,16 +250,26 @@ async fn the_samples_counter_publishes_counter_changed_and_greeter_hears_it() {
     manager.load_directory(dir.path()).await.unwrap();
     assert!(manager.load_all_plugins().await.is_ok());
     for _ in 0..3 {
-        manager.call("counter", "increment", Value::Null).await.unwrap();
+        manager
+            .call("counter", "increment", Value::Null)
+            .await
+            .unwrap();
     }
     let mut seen = Value::Null;
     for _ in 0..2000 {
-        seen = manager.call("greeter", "last_count", Value::Null).await.unwrap();
+        seen = manager
+            .call("greeter", "last_count", Value::Null)
+            .await
+            .unwrap();
         if seen == json!(3) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(seen, json!(3), "greeter heard every counter.changed, the last one last");
+    assert_eq!(
+        seen,
+        json!(3),
+        "greeter heard every counter.changed, the last one last"
+    );
     assert!(manager.unload_all_plugins().await.is_ok());
 }

@@ -18,6 +18,7 @@ mod baselines;
 mod child;
 mod concurrent_init;
 mod dag;
+mod events;
 mod fixtures;
 mod load_cost;
 mod lookup;
@@ -74,6 +75,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "lookup",
         run: |o, r, rt| rt.block_on(lookup::run(o, r)),
+    },
+    Scenario {
+        name: "events",
+        run: |o, r, rt| rt.block_on(events::run(o, r)),
     },
     Scenario {
         name: "scale",

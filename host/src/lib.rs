@@ -71,7 +71,10 @@
 //!   [`SavedState`]); its limits are [`MAX_STATE_FILE_BYTES`],
 //!   [`MAX_STATE_DEPTH`] and [`MAX_STATE_NAME_LEN`]; [`default_state_dir`] is the
 //!   per-user default.
-//! - **Errors**: one [`Error`] type (and [`Result`]) for everything above.
+//! - **Errors**: one [`Error`] type (and [`Result`]) for everything above. Plugin
+//!   code reports a [`PluginError`] with an [`ErrorKind`]; a plugin's returned error
+//!   becomes [`Error::PluginFailed`] with that kind, and reaches a plugin that called
+//!   it through the host with the same kind ([`Error::into_plugin_error`]).
 //!
 //! The `bench-internals` feature additionally exposes a module `internals`, a few
 //! internal pieces the repository's benchmarks measure directly. It is not part of
@@ -104,6 +107,10 @@ pub use manager::{
     PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, Target,
     UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
 };
+/// The interface crate's types that appear in this API (the [`Plugin`] trait's
+/// errors, [`PluginContext::log`]'s levels, [`Error::PluginFailed`]'s kind), so an
+/// embedder needs no direct dependency on `plugbay-api` of a matching version.
+pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
 pub use resolve::{resolve, Node, Plan};
 pub use safety::probe_child::run_probe_child;

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod dag_props;
 mod dependencies;
+mod errors;
 mod failures;
 mod loading;
 mod manager_lifecycle;

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod dag_props;
 mod dependencies;
+mod embed;
 mod errors;
 mod failures;
 mod loading;

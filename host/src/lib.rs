@@ -70,7 +70,8 @@
 //!   crash-safely ([`SaveOutcome`], [`LoadOutcome`], [`StateEvent`],
 //!   [`SavedState`]); its limits are [`MAX_STATE_FILE_BYTES`],
 //!   [`MAX_STATE_DEPTH`] and [`MAX_STATE_NAME_LEN`]; [`default_state_dir`] is the
-//!   per-user default.
+//!   per-user default. A plugin's name also names its state file, so
+//!   [`validate_plugin_name`] is the naming rule, for tools that create plugins.
 //! - **Errors**: one [`Error`] type (and [`Result`]) for everything above. Plugin
 //!   code reports a [`PluginError`] with an [`ErrorKind`]; a plugin's returned error
 //!   becomes [`Error::PluginFailed`] with that kind, and reaches a plugin that called
@@ -123,6 +124,15 @@ pub use state::{
     default_state_dir, LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent,
     MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES, MAX_STATE_NAME_LEN,
 };
+
+/// Checks `name` against the rule every plugin name must follow, because it also
+/// names the plugin's state file: 1 to [`MAX_STATE_NAME_LEN`] bytes of `a-z`,
+/// `0-9`, `.`, `_`, `-`, not starting with `.`. Tools that create plugins (such as
+/// `plugin-host new`) use it to refuse a name the host would refuse later.
+/// Fails with [`Error::InvalidStateName`] saying why.
+pub fn validate_plugin_name(name: &str) -> Result<()> {
+    state::state_file_name(name).map(drop)
+}
 
 /// Opens the library at `path` **without admission**: no permission check, no
 /// private copy, no allowlist, no scan cache and no probe process. The dynamic

@@ -77,6 +77,23 @@
 //!   becomes [`Error::PluginFailed`] with that kind, and reaches a plugin that called
 //!   it through the host with the same kind ([`Error::into_plugin_error`]).
 //!
+//! Deliberately unreachable, so that no safe-looking call can skip a check: the
+//! proof token that lets the loader skip abi_stable's layout check, the raw
+//! loader, and the probe's wire protocol.
+//!
+//! ```compile_fail
+//! // Does not compile: the token (and its module) are crate-private.
+//! let token = unsafe { plugbay_host::loader::LayoutVerified::assume() };
+//! ```
+//!
+//! ```compile_fail
+//! let _ = plugbay_host::loader::open_library(std::path::Path::new("lib.so"));
+//! ```
+//!
+//! ```compile_fail
+//! use plugbay_host::safety::protocol::read_frame;
+//! ```
+//!
 //! The `bench-internals` feature additionally exposes a module `internals`, a few
 //! internal pieces the repository's benchmarks measure directly. It is not part of
 //! the stable API.

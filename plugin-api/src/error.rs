@@ -53,7 +53,8 @@ pub enum ErrorKind {
 /// `From<String>`/`From<&str>`; text becomes an error with
 /// [`PluginError::failed`] (e.g. `.map_err(PluginError::failed)` on a
 /// `Result<_, String>`). To put a `PluginError` where a `std::error::Error` is
-/// needed, use [`PluginError::into_std`].
+/// needed, use [`PluginError::into_std`]; `?` turns that back into the same
+/// `PluginError`, kind included.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
@@ -111,6 +112,9 @@ where
 {
     fn from(error: E) -> Self {
         let any: &dyn Any = &error;
+        if let Some(wrapped) = any.downcast_ref::<StdPluginError>() {
+            return wrapped.0.clone();
+        }
         if let Some(json) = any.downcast_ref::<serde_json::Error>() {
             return Self::invalid_input(format!("invalid JSON: {json}"));
         }
@@ -200,6 +204,12 @@ mod tests {
         let err = PluginError::from(json);
         assert_eq!(err.kind, ErrorKind::InvalidInput);
         assert!(err.message().starts_with("invalid JSON: "), "{err}");
+    }
+
+    #[test]
+    fn a_wrapped_plugin_error_comes_back_unchanged() {
+        let original = PluginError::unknown_method("nope");
+        assert_eq!(PluginError::from(original.clone().into_std()), original);
     }
 
     #[test]

@@ -139,6 +139,12 @@ impl PluginContext {
         &self.chain
     }
 
+    /// Whether a host stands behind this context (false when detached or the
+    /// manager was dropped): then no host service is available.
+    pub(crate) fn attached(&self) -> bool {
+        self.host.upgrade().is_some()
+    }
+
     pub(crate) fn host_weak(&self) -> Weak<dyn HostServices> {
         self.host.clone()
     }

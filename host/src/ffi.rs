@@ -234,8 +234,11 @@ impl FfiHost {
             services::API_VERSION => Ok(Value::from(plugbay_api::INTERFACE_VERSION)),
             services::HAS_SERVICE => {
                 let service = args["service"].as_str().unwrap_or_default();
-                // Every service this interface version defines is offered.
-                Ok(Value::Bool(services::since(service).is_some()))
+                // Every service this interface version defines is offered,
+                // while a host stands behind the context.
+                Ok(Value::Bool(
+                    self.ctx.attached() && services::since(service).is_some(),
+                ))
             }
             services::PUBLISH => {
                 let name = args["name"].as_str().unwrap_or_default();
@@ -327,9 +330,10 @@ impl HostApi for FfiHost {
             let result = self
                 .runtime
                 .block_on(caller.call(name.as_str(), method.as_str(), args));
+            // The called plugin's own error keeps its kind (see `into_plugin_error`).
             result
                 .map(|v| RString::from(v.to_string()))
-                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+                .map_err(crate::Error::into_plugin_error)
         }));
         match outcome {
             Ok(r) => r.into(),

@@ -23,6 +23,7 @@ pub(crate) fn task_failed(plugin: &str, operation: &str, join: JoinError) -> Err
     Error::PluginFailed {
         plugin: plugin.to_owned(),
         operation: operation.to_owned(),
+        kind: plugbay_api::ErrorKind::Host,
         reason: format!("the manager task running it ended abnormally: {join}"),
     }
 }

@@ -41,7 +41,10 @@ impl Plugin for Greeter {
             "last_count" => Ok(json!(self.last_count)),
             // Re-enters the host from inside a call: greeter.greet -> host -> hello.greet.
             "greet" => {
-                let host = self.host.as_ref().ok_or("greeter is not initialized")?;
+                let host = self
+                    .host
+                    .as_ref()
+                    .ok_or_else(|| PluginError::failed("greeter is not initialized"))?;
                 host.call("hello", "greet", &args)
             }
             _ => Err(PluginError::unknown_method(method)),

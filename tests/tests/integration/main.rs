@@ -7,6 +7,8 @@ mod compat;
 mod crash;
 mod dag_props;
 mod dependencies;
+mod embed;
+mod errors;
 mod events;
 mod failures;
 mod loading;

@@ -1,15 +1,35 @@
 //! Native plugins behind the host-side [`Plugin`] trait.
 //!
-//! Every call into library code runs on tokio's blocking pool. Inside the
-//! library the plugin may call back into the host ([`plugbay_api::HostApi`]);
-//! those callbacks run synchronously on that same blocking thread and use
-//! `Handle::block_on` to reach the async manager, which is allowed on blocking
-//! threads (never on async workers: library code never runs there).
+//! Lifecycle calls (`initialize`, `shutdown`, state) always run on tokio's
+//! blocking pool. `call` takes one of two paths, chosen per plugin by a
+//! measured policy ([`CallMode`]):
+//! - **blocking** (every plugin starts here): the call runs in `spawn_blocking`,
+//!   which costs a thread hand-off (≈ 9 µs) but can never stall an async worker;
+//! - **inline**: once a plugin's last [`PROMOTE_AFTER`] calls (doubling after each
+//!   demotion) each took less than [`INLINE_LIMIT`], its calls run directly on the
+//!   calling thread, async worker included, for about what the plugin's own work
+//!   costs. An inline call that takes longer than [`INLINE_LIMIT`] (or that
+//!   another caller finds still running past it) sends the plugin back to the
+//!   blocking path and logs a warning; [`FfiPlugin::call_path`] reports where it is.
+//!
+//! Inline calls run only on a multi-thread runtime and only when the instance lock
+//! is free at once (`try_lock`): a contended plugin's call takes the blocking path,
+//! so an async worker never waits for the lock.
+//!
+//! Inside the library the plugin may call back into the host
+//! ([`plugbay_api::HostApi`]); those callbacks run synchronously on the thread
+//! running the plugin. [`FfiHost::call_plugin`] first polls the host's call once
+//! (an inline target completes right there); if it is not done it finishes it
+//! with `Handle::block_on`, inside `block_in_place` where the thread is an async
+//! worker or already inside the runtime, so no worker is ever blocked by it.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -18,7 +38,7 @@ use plugbay_api::{
     ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
 };
 use serde_json::Value;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::context::{CallChain, PluginContext};
 use crate::info::PluginInfo;
@@ -30,10 +50,170 @@ use crate::plugin::Plugin;
 /// lifecycle serializes the rest), so a long wait means that code is stuck.
 const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
+/// A call whose plugin code runs longer than this (wall time) is long: calls
+/// shorter than this may run inline on an async worker, and an inline call that
+/// takes longer sends its plugin back to the blocking path. Well under the 1 ms
+/// of scheduling lateness the host allows itself.
+pub const INLINE_LIMIT: Duration = Duration::from_micros(50);
+
+/// Short calls in a row, on the blocking path, before a plugin's calls first run
+/// inline. Doubles with each demotion, up to [`MAX_PROMOTE_AFTER`].
+pub const PROMOTE_AFTER: u32 = 16;
+
+/// The most short calls in a row a plugin that keeps overstaying must make
+/// before it runs inline again.
+pub const MAX_PROMOTE_AFTER: u32 = 1 << 16;
+
 thread_local! {
-    /// The call chain of the plugin code running on this (blocking-pool) thread,
-    /// so a host callback made from it knows who is calling.
+    /// The call chain of the plugin code running on this thread, so a host
+    /// callback made from it knows who is calling.
     static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
+}
+
+/// Where a native plugin's calls run. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallMode {
+    /// On tokio's blocking pool, one hand-off per call.
+    Blocking,
+    /// On the calling thread (an async worker included).
+    Inline,
+}
+
+/// A snapshot of a native plugin's call policy, for status displays and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallPath {
+    /// Where its calls run now.
+    pub mode: CallMode,
+    /// How often an inline call overstayed [`INLINE_LIMIT`] and sent it back to
+    /// the blocking path.
+    pub demotions: u32,
+    /// Short calls in a row the next move to [`CallMode::Inline`] needs.
+    pub promote_after: u32,
+}
+
+/// The adaptive call policy of one plugin. Only atomics: read and updated on
+/// every call without a lock; races between concurrent calls only make the
+/// counters approximate, never unsafe.
+struct CallPolicy {
+    /// Whether calls run inline now.
+    inline: AtomicBool,
+    /// Short calls in a row on the blocking path.
+    streak: AtomicU32,
+    /// Short calls in a row needed for the next promotion.
+    needed: AtomicU32,
+    /// Demotions so far.
+    demotions: AtomicU32,
+    /// When the running inline call started (nanoseconds since [`epoch`], +1),
+    /// 0 when none runs: lets a caller that finds the instance busy see an
+    /// overstaying inline call before it returns.
+    inline_since: AtomicU64,
+}
+
+/// The process-wide origin of [`CallPolicy::inline_since`].
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `now` as [`CallPolicy::inline_since`] stores it (never 0).
+fn stamp(now: Instant) -> u64 {
+    u64::try_from(now.duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+impl CallPolicy {
+    fn new() -> Self {
+        Self {
+            inline: AtomicBool::new(false),
+            streak: AtomicU32::new(0),
+            needed: AtomicU32::new(PROMOTE_AFTER),
+            demotions: AtomicU32::new(0),
+            inline_since: AtomicU64::new(0),
+        }
+    }
+
+    fn snapshot(&self) -> CallPath {
+        CallPath {
+            mode: if self.inline.load(Ordering::Relaxed) {
+                CallMode::Inline
+            } else {
+                CallMode::Blocking
+            },
+            demotions: self.demotions.load(Ordering::Relaxed),
+            promote_after: self.needed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records a call that ran on the blocking path for `took`.
+    fn record_blocking(&self, plugin: &str, took: Duration) {
+        if took >= INLINE_LIMIT {
+            self.streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak >= self.needed.load(Ordering::Relaxed)
+            && self
+                .inline
+                .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::info!(
+                plugin,
+                short_calls = streak,
+                limit_us = INLINE_LIMIT.as_micros() as u64,
+                "calls now run inline: every recent call was short"
+            );
+        }
+    }
+
+    /// Sends the plugin back to the blocking path after an inline call took `took`.
+    fn demote(&self, plugin: &str, method: &str, took: Duration, still_running: bool) {
+        if self
+            .inline
+            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.streak.store(0, Ordering::Relaxed);
+        let demotions = self.demotions.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = self
+            .needed
+            .load(Ordering::Relaxed)
+            .saturating_mul(2)
+            .min(MAX_PROMOTE_AFTER);
+        self.needed.store(needed, Ordering::Relaxed);
+        tracing::warn!(
+            plugin,
+            method,
+            took_us = took.as_micros() as u64,
+            still_running,
+            limit_us = INLINE_LIMIT.as_micros() as u64,
+            demotions,
+            promote_after = needed,
+            "an inline call overstayed: calls go back to the blocking pool"
+        );
+    }
+
+    /// Called when the instance was busy: demotes the plugin if the inline call
+    /// holding it has already run past the limit.
+    fn check_overstay(&self, plugin: &str, method: &str) {
+        let since = self.inline_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return;
+        }
+        let now = stamp(Instant::now());
+        let took = Duration::from_nanos(now.saturating_sub(since));
+        if took >= INLINE_LIMIT {
+            self.demote(plugin, method, took, true);
+        }
+    }
+}
+
+/// Whether this thread may run plugin code inline: inside a multi-thread runtime
+/// (a host callback from inline code then moves off the worker with
+/// `block_in_place`, which a current-thread runtime does not offer).
+fn inline_allowed_here() -> bool {
+    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
 }
 
 /// The library-side object of one plugin, across its lives.
@@ -47,13 +227,11 @@ enum Slot {
     Stopped(PluginInstanceBox),
 }
 
-/// What a call needs from the slot.
+/// What a lifecycle call needs from the slot (`call` always needs a live one).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
     /// A live instance, created fresh if there is none or only a stopped one.
     LiveOrFresh,
-    /// An existing live instance.
-    Live,
     /// Any instance, live or stopped (saving state after shutdown).
     Any,
     /// A live instance, marked stopped once `f` returns (shutdown).
@@ -66,12 +244,17 @@ pub struct FfiPlugin {
     /// The instance: created by the first `load_state`/`initialize`, kept after
     /// `shutdown` (so its final state can be saved), replaced on the next load.
     ///
-    /// Guards: the library-side plugin object. Locked only on blocking-pool
-    /// threads, around one call into plugin code; never held across `.await`
-    /// (it is a `parking_lot` lock and only taken inside `spawn_blocking`).
+    /// Guards: the library-side plugin object, around one call into plugin code.
+    /// On blocking-pool threads it is waited for (up to [`INSTANCE_LOCK_WAIT`]);
+    /// on an async worker (an inline call) it is only ever taken with `try_lock`,
+    /// and a busy instance sends the call to the blocking pool, so a worker never
+    /// waits for it. Held only while plugin code runs (an inline call holds it
+    /// for less than [`INLINE_LIMIT`] or is demoted); never held across `.await`.
     /// Re-entrant calls into the same plugin are refused by the call chain
     /// before they reach this lock.
     instance: Arc<Mutex<Slot>>,
+    /// Where calls run (inline or on the blocking pool). Atomics, not a lock.
+    policy: Arc<CallPolicy>,
     library: LoadedLibrary,
 }
 
@@ -81,8 +264,14 @@ impl FfiPlugin {
         Self {
             info: library.info.clone(),
             instance: Arc::new(Mutex::new(Slot::Empty)),
+            policy: Arc::new(CallPolicy::new()),
             library,
         }
+    }
+
+    /// Where this plugin's calls run now, and how often it was demoted.
+    pub fn call_path(&self) -> CallPath {
+        self.policy.snapshot()
     }
 
     /// Runs `f` against the instance on the blocking pool, with `chain` recorded
@@ -110,15 +299,9 @@ impl FfiPlugin {
             }
             let plugin = match (&mut *guard, need) {
                 (Slot::Live(p), _) | (Slot::Stopped(p), Need::Any) => p,
-                _ => {
-                    return Err(PluginError::failed(format!(
-                        "plugin `{name}` has no live instance for {operation} (it is not initialized)"
-                    )))
-                }
+                _ => return Err(no_live_instance(&name, &operation)),
             };
-            let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
-            let result = f(plugin);
-            CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+            let result = with_chain(chain, || f(plugin));
             if need == Need::LiveThenStop {
                 if let Slot::Live(p) = std::mem::replace(&mut *guard, Slot::Empty) {
                     *guard = Slot::Stopped(p);
@@ -127,13 +310,100 @@ impl FfiPlugin {
             result
         })
         .await;
-        joined.unwrap_or_else(|e| {
-            Err(PluginError::new(
-                ErrorKind::Panicked,
-                format!("host thread running the plugin failed: {e}"),
-            ))
-        })
+        joined.unwrap_or_else(|e| Err(pool_failed(e)))
     }
+
+    /// One `call` with JSON text in and out: inline when the policy allows it and
+    /// the instance is free, otherwise on the blocking pool.
+    async fn call_text(
+        &self,
+        chain: CallChain,
+        method: &str,
+        args: &str,
+    ) -> Result<RString, PluginError> {
+        let policy = &self.policy;
+        if policy.inline.load(Ordering::Relaxed) && inline_allowed_here() {
+            match self.instance.try_lock() {
+                Some(mut guard) => {
+                    let Slot::Live(plugin) = &mut *guard else {
+                        return Err(no_live_instance(&self.info.name, "call"));
+                    };
+                    let start = Instant::now();
+                    policy.inline_since.store(stamp(start), Ordering::Relaxed);
+                    let result = with_chain(Some(chain), || {
+                        plugin.call(method.into(), args.into()).into_result()
+                    });
+                    policy.inline_since.store(0, Ordering::Relaxed);
+                    drop(guard);
+                    let took = start.elapsed();
+                    if took >= INLINE_LIMIT {
+                        policy.demote(&self.info.name, method, took, false);
+                    }
+                    return result;
+                }
+                None => policy.check_overstay(&self.info.name, method),
+            }
+        }
+        self.call_blocking_pool(chain, method, args).await
+    }
+
+    /// [`FfiPlugin::call_text`] on the blocking pool, timing the plugin's code for
+    /// the policy.
+    async fn call_blocking_pool(
+        &self,
+        chain: CallChain,
+        method: &str,
+        args: &str,
+    ) -> Result<RString, PluginError> {
+        let instance = Arc::clone(&self.instance);
+        let policy = Arc::clone(&self.policy);
+        let name = self.info.name.clone();
+        let method = method.to_owned();
+        let args = args.to_owned();
+        let joined = tokio::task::spawn_blocking(move || {
+            let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) else {
+                return Err(PluginError::failed(format!(
+                    "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
+                )));
+            };
+            let Slot::Live(plugin) = &mut *guard else {
+                return Err(no_live_instance(&name, "call"));
+            };
+            let start = Instant::now();
+            let result = with_chain(Some(chain), || {
+                plugin
+                    .call(method.as_str().into(), args.as_str().into())
+                    .into_result()
+            });
+            drop(guard);
+            policy.record_blocking(&name, start.elapsed());
+            result
+        })
+        .await;
+        joined.unwrap_or_else(|e| Err(pool_failed(e)))
+    }
+}
+
+/// Runs `f` with `chain` recorded as this thread's call chain, restoring the
+/// previous one afterwards (a nested inline call runs inside an outer one).
+fn with_chain<T>(chain: Option<CallChain>, f: impl FnOnce() -> T) -> T {
+    let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
+    let result = f();
+    CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+fn no_live_instance(name: &str, operation: &str) -> PluginError {
+    PluginError::failed(format!(
+        "plugin `{name}` has no live instance for {operation} (it is not initialized)"
+    ))
+}
+
+fn pool_failed(e: tokio::task::JoinError) -> PluginError {
+    PluginError::new(
+        ErrorKind::Panicked,
+        format!("host thread running the plugin failed: {e}"),
+    )
 }
 
 #[async_trait]
@@ -192,18 +462,26 @@ impl Plugin for FfiPlugin {
         method: &str,
         args: Value,
     ) -> Result<Value, PluginError> {
-        let chain = ctx.chain().clone();
-        let method = method.to_owned();
         let args = args.to_string();
-        let text = self
-            .with_instance("call", Some(chain), Need::Live, move |p| {
-                p.call(method.as_str().into(), args.as_str().into())
-                    .into_result()
-                    .map(RString::into_string)
-            })
-            .await?;
-        serde_json::from_str(&text)
+        let text = self.call_text(ctx.into_chain(), method, &args).await?;
+        serde_json::from_str(text.as_str())
             .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))
+    }
+
+    async fn call_json(
+        &self,
+        ctx: PluginContext,
+        method: &str,
+        args: &str,
+    ) -> Result<String, PluginError> {
+        let text = self.call_text(ctx.into_chain(), method, args).await?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text.as_str())
+            .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))?;
+        Ok(text.into_string())
+    }
+
+    fn call_path(&self) -> Option<CallPath> {
+        Some(FfiPlugin::call_path(self))
     }
 }
 
@@ -280,9 +558,10 @@ impl HostApi for FfiHost {
             };
             let chain = self.current_chain();
             let caller = PluginContext::new(self.ctx.plugin_name(), chain, self.ctx.host_weak());
-            let result = self
-                .runtime
-                .block_on(caller.call(name.as_str(), method.as_str(), args));
+            let result = finish(
+                &self.runtime,
+                caller.call(name.as_str(), method.as_str(), args),
+            );
             result
                 .map(|v| RString::from(v.to_string()))
                 .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
@@ -291,5 +570,28 @@ impl HostApi for FfiHost {
             Ok(r) => r.into(),
             Err(_) => RResult::RErr(host_panic("call_plugin")),
         }
+    }
+}
+
+/// Drives a host call made from plugin code to completion on this thread.
+///
+/// Polls it once first: a call into an inline plugin (or one refused at once)
+/// completes right there, with no hand-off. Otherwise it is finished with
+/// `Handle::block_on`. On an async worker, or inside the runtime already (plugin
+/// code running inline within an outer `block_on`), that happens inside
+/// `block_in_place`, which hands the worker's other tasks to another thread and
+/// leaves the runtime context so `block_on` is allowed; on a blocking-pool thread
+/// or a thread the plugin spawned, `block_on` runs directly.
+fn finish<T>(runtime: &Handle, call: impl Future<Output = T>) -> T {
+    let mut call = std::pin::pin!(call);
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    if let Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+        return out;
+    }
+    match Handle::try_current() {
+        Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime.block_on(call))
+        }
+        _ => runtime.block_on(call),
     }
 }

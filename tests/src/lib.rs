@@ -54,7 +54,13 @@ pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
 }
 
 /// Every cdylib the tests load, by library name: the samples and the test-only fixtures.
-pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
+pub const ALL_TEST_LIBRARIES: &[&str] = &[
+    "hello",
+    "counter",
+    "greeter",
+    "fixture-panicky",
+    "fixture-calls",
+];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:
 /// samples are `plugbay-sample-<lib>`, test fixtures `plugbay-<lib>`.

@@ -151,6 +151,7 @@ impl CallPolicy {
         }
         let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
         if streak >= self.needed.load(Ordering::Relaxed)
+            && in_multi_thread_runtime()
             && self
                 .inline
                 .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
@@ -209,10 +210,11 @@ impl CallPolicy {
     }
 }
 
-/// Whether this thread may run plugin code inline: inside a multi-thread runtime
-/// (a host callback from inline code then moves off the worker with
-/// `block_in_place`, which a current-thread runtime does not offer).
-fn inline_allowed_here() -> bool {
+/// Whether this thread runs inside a multi-thread runtime (its workers and
+/// blocking pool included): the only place a plugin is promoted to inline calls,
+/// because a host callback from inline code moves off the worker with
+/// `block_in_place`, which a current-thread runtime does not offer.
+fn in_multi_thread_runtime() -> bool {
     Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
 }
 
@@ -322,7 +324,7 @@ impl FfiPlugin {
         args: &str,
     ) -> Result<RString, PluginError> {
         let policy = &self.policy;
-        if policy.inline.load(Ordering::Relaxed) && inline_allowed_here() {
+        if policy.inline.load(Ordering::Relaxed) {
             match self.instance.try_lock() {
                 Some(mut guard) => {
                     let Slot::Live(plugin) = &mut *guard else {
@@ -381,6 +383,31 @@ impl FfiPlugin {
         })
         .await;
         joined.unwrap_or_else(|e| Err(pool_failed(e)))
+    }
+}
+
+thread_local! {
+    /// A spare buffer for encoding call arguments, so a call allocates none.
+    static ARGS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest argument buffer kept for reuse.
+const ARGS_BUFFER_KEEP: usize = 64 * 1024;
+
+/// `args` as JSON text, in this thread's spare buffer when there is one.
+fn encode(args: &Value) -> Result<String, PluginError> {
+    let mut buf = ARGS_BUFFER.take();
+    buf.clear();
+    serde_json::to_writer(&mut buf, args)
+        .map_err(|e| PluginError::invalid_input(format!("cannot encode the arguments: {e}")))?;
+    String::from_utf8(buf)
+        .map_err(|e| PluginError::invalid_input(format!("cannot encode the arguments: {e}")))
+}
+
+/// Returns an [`encode`]d buffer for reuse by the next call on this thread.
+fn recycle(args: String) {
+    if args.capacity() <= ARGS_BUFFER_KEEP {
+        ARGS_BUFFER.set(args.into_bytes());
     }
 }
 
@@ -462,9 +489,10 @@ impl Plugin for FfiPlugin {
         method: &str,
         args: Value,
     ) -> Result<Value, PluginError> {
-        let args = args.to_string();
-        let text = self.call_text(ctx.into_chain(), method, &args).await?;
-        serde_json::from_str(text.as_str())
+        let args = encode(&args)?;
+        let text = self.call_text(ctx.into_chain(), method, &args).await;
+        recycle(args);
+        serde_json::from_str(text?.as_str())
             .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))
     }
 
@@ -582,16 +610,22 @@ impl HostApi for FfiHost {
 /// `block_in_place`, which hands the worker's other tasks to another thread and
 /// leaves the runtime context so `block_on` is allowed; on a blocking-pool thread
 /// or a thread the plugin spawned, `block_on` runs directly.
-fn finish<T>(runtime: &Handle, call: impl Future<Output = T>) -> T {
+fn finish<T: Send>(runtime: &Handle, call: impl Future<Output = T> + Send) -> T {
     let mut call = std::pin::pin!(call);
     let mut cx = Context::from_waker(futures::task::noop_waker_ref());
     if let Poll::Ready(out) = call.as_mut().poll(&mut cx) {
         return out;
     }
-    match Handle::try_current() {
-        Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| runtime.block_on(call))
-        }
-        _ => runtime.block_on(call),
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| runtime.block_on(call)),
+        Err(_) => runtime.block_on(call),
+        // A current-thread runtime's thread (plugin code promoted to inline on a
+        // multi-thread runtime and now called from a current-thread one, or its
+        // blocking pool): `block_on` may not run here, a helper thread does it.
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(call))
+                .join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        }),
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
+mod calls;
 mod cli;
 mod crash;
 mod dag_props;

@@ -12,16 +12,16 @@
 //!   another caller finds still running past it) sends the plugin back to the
 //!   blocking path and logs a warning; [`FfiPlugin::call_path`] reports where it is.
 //!
-//! Inline calls run only on a multi-thread runtime and only when the instance lock
-//! is free at once (`try_lock`): a contended plugin's call takes the blocking path,
-//! so an async worker never waits for the lock.
+//! A plugin is promoted only on a multi-thread runtime, and an inline call runs
+//! only when the instance lock is free at once (`try_lock`): a contended plugin's
+//! call takes the blocking path, so an async worker never waits for the lock.
 //!
 //! Inside the library the plugin may call back into the host
 //! ([`plugbay_api::HostApi`]); those callbacks run synchronously on the thread
-//! running the plugin. [`FfiHost::call_plugin`] first polls the host's call once
-//! (an inline target completes right there); if it is not done it finishes it
-//! with `Handle::block_on`, inside `block_in_place` where the thread is an async
-//! worker or already inside the runtime, so no worker is ever blocked by it.
+//! running the plugin. `FfiHost::call_plugin` polls the host's call once (an
+//! inline target completes right there); if it is not done, [`finish`] completes
+//! it with `Handle::block_on`, inside `block_in_place` on a multi-thread runtime,
+//! so no worker is blocked by it.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -229,12 +229,17 @@ pub(crate) struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        let now_idle = {
+        // Only a closed gate can have a drain waiting: `drain_calls` runs after
+        // `begin_shutdown`, which closes the gate under the same lock this
+        // decrement takes, so a drop that still sees `Active` happened before the
+        // drain's check and is counted by it. Skipping the wake-up otherwise keeps
+        // `Notify`'s own lock off every call.
+        let wake_drain = {
             let mut cell = self.slot.cell.lock();
             cell.in_flight -= 1;
-            cell.in_flight == 0
+            cell.in_flight == 0 && !cell.state.is_active()
         };
-        if now_idle {
+        if wake_drain {
             self.slot.drained.notify_waiters();
         }
     }

@@ -19,7 +19,7 @@
 //! Inside the library the plugin may call back into the host
 //! ([`plugbay_api::HostApi`]); those callbacks run synchronously on the thread
 //! running the plugin. `FfiHost::call_plugin` polls the host's call once (an
-//! inline target completes right there); if it is not done, [`finish`] completes
+//! inline target completes right there); if it is not done, `finish` completes
 //! it with `Handle::block_on`, inside `block_in_place` on a multi-thread runtime,
 //! so no worker is blocked by it.
 

@@ -234,7 +234,11 @@ fn us(since: Instant) -> f64 {
 
 /// Calls per second of [`PLUGINS`] tasks, task `i` calling plugin `{prefix}{i}`
 /// (`h0000`... or `inproc0`...) until `window` has passed.
-async fn throughput(manager: &PluginManager, prefix: &str, window: Duration) -> Result<f64, String> {
+async fn throughput(
+    manager: &PluginManager,
+    prefix: &str,
+    window: Duration,
+) -> Result<f64, String> {
     let start = Instant::now();
     let deadline = start + window;
     let mut tasks = Vec::new();
@@ -387,8 +391,7 @@ const SPIN: Duration = Duration::from_micros(50);
 
 impl Handoff {
     fn start() -> Self {
-        let queue: Arc<parking_lot::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>> =
-            Arc::default();
+        let queue: Arc<parking_lot::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (q, s) = (Arc::clone(&queue), Arc::clone(&stop));
         let handle = std::thread::spawn(move || {

@@ -143,7 +143,10 @@ async fn shutdown_drains_running_calls_and_refuses_new_ones() {
     std::fs::write(&release, b"go").unwrap();
     let v = watchdog("the drained call", LIMIT, running).await.unwrap();
     assert_eq!(v.unwrap(), json!("released"));
-    watchdog("the unload", LIMIT, unload).await.unwrap().unwrap();
+    watchdog("the unload", LIMIT, unload)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(manager.status(id).unwrap(), PluginState::Unloaded);
 
     // An inline plugin's calls are refused after its shutdown the same way.
@@ -209,7 +212,10 @@ async fn a_panicking_call_comes_back_as_an_error_on_both_paths() {
             }
             other => panic!("expected PluginPanicked, got {other:?}"),
         }
-        let err = manager.call_json("calls", "boom", "null").await.unwrap_err();
+        let err = manager
+            .call_json("calls", "boom", "null")
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::PluginPanicked { .. }), "{err:?}");
         // The plugin keeps working.
         let v = manager.call("calls", "greet", json!({"name": "Cy"})).await;
@@ -284,19 +290,30 @@ async fn nested_calls_work_from_inline_code() {
             for _ in 0..2 {
                 // calls (inline) -> host -> slow (awaits a timer).
                 promote(&m, "calls").await;
-                answers.push(m.call("calls", "relay", relay("slow", "echo", json!([1]))).await);
+                answers.push(
+                    m.call("calls", "relay", relay("slow", "echo", json!([1])))
+                        .await,
+                );
                 // calls (inline) -> host -> hello (inline): done in one poll.
                 promote(&m, "calls").await;
                 answers.push(
-                    m.call("calls", "relay", relay("hello", "greet", json!({"name": "Di"})))
-                        .await,
+                    m.call(
+                        "calls",
+                        "relay",
+                        relay("hello", "greet", json!({"name": "Di"})),
+                    )
+                    .await,
                 );
                 // The same through call_json.
                 promote(&m, "calls").await;
                 answers.push(
-                    m.call_json("calls", "relay", r#"{"target":"slow","method":"echo","args":2}"#)
-                        .await
-                        .map(|text| serde_json::from_str(&text).unwrap()),
+                    m.call_json(
+                        "calls",
+                        "relay",
+                        r#"{"target":"slow","method":"echo","args":2}"#,
+                    )
+                    .await
+                    .map(|text| serde_json::from_str(&text).unwrap()),
                 );
             }
             answers

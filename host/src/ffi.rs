@@ -323,30 +323,46 @@ impl FfiPlugin {
         method: &str,
         args: &str,
     ) -> Result<RString, PluginError> {
-        let policy = &self.policy;
-        if policy.inline.load(Ordering::Relaxed) {
-            match self.instance.try_lock() {
-                Some(mut guard) => {
-                    let Slot::Live(plugin) = &mut *guard else {
-                        return Err(no_live_instance(&self.info.name, "call"));
-                    };
-                    let start = Instant::now();
-                    policy.inline_since.store(stamp(start), Ordering::Relaxed);
-                    let result = with_chain(Some(chain), || {
-                        plugin.call(method.into(), args.into()).into_result()
-                    });
-                    policy.inline_since.store(0, Ordering::Relaxed);
-                    drop(guard);
-                    let took = start.elapsed();
-                    if took >= INLINE_LIMIT {
-                        policy.demote(&self.info.name, method, took, false);
-                    }
-                    return result;
-                }
-                None => policy.check_overstay(&self.info.name, method),
+        if self.policy.inline.load(Ordering::Relaxed) {
+            if let Some(result) = self.try_call_inline(&chain, method, args) {
+                // An inline call never waits, so a task calling in a loop would
+                // never yield: spend tokio's cooperative budget as its own
+                // resources do, so other tasks on this worker get their turn.
+                tokio::task::coop::consume_budget().await;
+                return result;
             }
         }
         self.call_blocking_pool(chain, method, args).await
+    }
+
+    /// Runs the call on this thread if the instance is free at once; `None` (the
+    /// caller takes the blocking path) if it is busy.
+    fn try_call_inline(
+        &self,
+        chain: &CallChain,
+        method: &str,
+        args: &str,
+    ) -> Option<Result<RString, PluginError>> {
+        let policy = &self.policy;
+        let Some(mut guard) = self.instance.try_lock() else {
+            policy.check_overstay(&self.info.name, method);
+            return None;
+        };
+        let Slot::Live(plugin) = &mut *guard else {
+            return Some(Err(no_live_instance(&self.info.name, "call")));
+        };
+        let start = Instant::now();
+        policy.inline_since.store(stamp(start), Ordering::Relaxed);
+        let result = with_chain(Some(chain.clone()), || {
+            plugin.call(method.into(), args.into()).into_result()
+        });
+        policy.inline_since.store(0, Ordering::Relaxed);
+        drop(guard);
+        let took = start.elapsed();
+        if took >= INLINE_LIMIT {
+            policy.demote(&self.info.name, method, took, false);
+        }
+        Some(result)
     }
 
     /// [`FfiPlugin::call_text`] on the blocking pool, timing the plugin's code for

@@ -282,7 +282,7 @@ fn blocking_calls(opts: &Options) -> Result<Value, String> {
             lib.display()
         ));
     }
-    let window = Duration::from_millis(if opts.quick { 300 } else { 1500 });
+    let window = Duration::from_millis(if opts.quick { 100 } else { 1500 });
     // Started before the ticker, so the window holds only the calls.
     let manager = start_fixture(&lib)?;
     tick::measure(async move {

@@ -70,7 +70,18 @@ thread_local! {
     static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
 }
 
-/// Where a native plugin's calls run. See the module docs.
+/// Where a native plugin's calls run.
+///
+/// Every plugin starts [`CallMode::Blocking`]. After [`PROMOTE_AFTER`] calls in a
+/// row each shorter than [`INLINE_LIMIT`] (on a multi-thread runtime), its calls
+/// run [`CallMode::Inline`]: on the calling thread, for about what the plugin's
+/// own work costs; an instance busy with another call sends the call to the
+/// blocking pool instead, so an async worker never waits for it. An inline call
+/// that takes longer than [`INLINE_LIMIT`] (noticed when it returns, or by a caller
+/// that finds it still running) moves the plugin back, logged as a warning; it then
+/// needs twice as many short calls (up to [`MAX_PROMOTE_AFTER`]) to run inline
+/// again. A plugin whose calls start to block stalls one worker for one call
+/// before it moves back; one that blocks from the start never leaves the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallMode {
     /// On tokio's blocking pool, one hand-off per call.

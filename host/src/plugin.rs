@@ -61,7 +61,7 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(self.call(ctx, method, args).await?.to_string())
     }
 
-    /// Where a native plugin's calls run ([`crate::ffi::CallMode`]) and how often
+    /// Where a native plugin's calls run ([`crate::CallMode`]) and how often
     /// they were sent back to the blocking pool; `None` for in-process plugins,
     /// whose calls always run on the caller's task.
     fn call_path(&self) -> Option<CallPath> {

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use plugbay_api::PluginError;
-use plugbay_host::{load_library, FfiPlugin, Plugin, PluginContext, PluginInfo, PluginManager};
+use plugbay_host::{
+    load_library_unchecked, FfiPlugin, Plugin, PluginContext, PluginInfo, PluginManager,
+};
 use serde_json::{json, Value};
 
 use crate::child;
@@ -138,7 +140,9 @@ struct Latency {
 async fn manager_with(copies: Vec<std::path::PathBuf>) -> Result<PluginManager, String> {
     let manager = PluginManager::default();
     for path in copies {
-        let lib = load_library(path).await.map_err(|e| e.to_string())?;
+        let lib = load_library_unchecked(path)
+            .await
+            .map_err(|e| e.to_string())?;
         manager
             .register_plugin(Arc::new(FfiPlugin::new(lib)))
             .map_err(|e| e.to_string())?;
@@ -323,7 +327,9 @@ fn start_fixture(lib: &Path) -> Result<PluginManager, String> {
     let lib = lib.to_path_buf();
     rt.block_on(async move {
         let manager = PluginManager::default();
-        let loaded = load_library(lib).await.map_err(|e| e.to_string())?;
+        let loaded = load_library_unchecked(lib)
+            .await
+            .map_err(|e| e.to_string())?;
         let id = manager
             .register_plugin(Arc::new(FfiPlugin::new(loaded)))
             .map_err(|e| e.to_string())?;

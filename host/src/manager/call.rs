@@ -5,7 +5,7 @@
 //! (refusing re-entry), the call gate admits it while the plugin is Active, and
 //! the plugin's code runs with panics caught. Where a native plugin's code runs
 //! (inline or on the blocking pool) is the plugin's business: see
-//! [`crate::ffi`].
+//! [`crate::CallMode`].
 
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ impl PluginManager {
 
     /// Where the calls of a native plugin run now (inline or on the blocking
     /// pool) and how often an overstaying inline call sent it back to the pool;
-    /// `None` for an in-process plugin. See [`crate::ffi`] for the policy.
+    /// `None` for an in-process plugin. See [`crate::CallMode`] for the policy.
     pub fn call_path(&self, target: impl Into<Target>) -> Result<Option<CallPath>> {
         Ok(self.inner.slot_of(&target.into())?.plugin.call_path())
     }

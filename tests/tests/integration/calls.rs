@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use integration_tests::PluginDir;
 use plugbay_api::PluginError;
-use plugbay_host::ffi::{CallMode, CallPath, PROMOTE_AFTER};
-use plugbay_host::{load_library, Error, FfiPlugin, InProcessPlugin, PluginManager, PluginState};
+use plugbay_host::{
+    load_library_unchecked, CallMode, CallPath, Error, FfiPlugin, InProcessPlugin, PluginManager,
+    PluginState, PROMOTE_AFTER,
+};
 use serde_json::{json, Value};
 
 use crate::watch::watchdog;
@@ -22,7 +24,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 async fn started(dir: &PluginDir) -> PluginManager {
     let manager = PluginManager::default();
     for lib in ["fixture-calls", "hello"] {
-        let loaded = load_library(dir.library(lib)).await.unwrap();
+        let loaded = load_library_unchecked(dir.library(lib)).await.unwrap();
         manager
             .register_plugin(Arc::new(FfiPlugin::new(loaded)))
             .unwrap();

@@ -1,7 +1,9 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
+mod authoring;
 mod calls;
 mod cli;
+mod cli_call;
 mod crash;
 mod dag_props;
 mod dependencies;

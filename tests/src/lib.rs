@@ -71,6 +71,7 @@ pub const ALL_TEST_LIBRARIES: &[&str] = &[
     "greeter",
     "fixture-panicky",
     "fixture-calls",
+    "fixture-errors",
 ];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:
@@ -194,6 +195,35 @@ impl PluginDir {
     pub fn library(&self, package: &str) -> PathBuf {
         self.dir.path().join(library_file_name(package))
     }
+}
+
+/// Builds the host's `embed` example (`host/examples/embed.rs`) with the probe
+/// binary next to it (once per test process) into the fixture target dir and
+/// returns the example's path.
+pub fn embed_example() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            cargo_build(
+                &workspace_root(),
+                &[
+                    "-p",
+                    "plugbay-host",
+                    "--example",
+                    "embed",
+                    "--bin",
+                    "plugin-probe",
+                ],
+                &fixture_target_dir(),
+            );
+            let path = fixture_target_dir()
+                .join("debug")
+                .join("examples")
+                .join(format!("embed{}", std::env::consts::EXE_SUFFIX));
+            assert!(path.is_file(), "{} was not built", path.display());
+            path
+        })
+        .clone()
 }
 
 /// Builds the dedicated probe binary `plugin-probe` (once per test process) into

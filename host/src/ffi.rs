@@ -2,13 +2,13 @@
 //!
 //! Lifecycle calls (`initialize`, `shutdown`, state) always run on tokio's
 //! blocking pool. `call` takes one of two paths, chosen per plugin by a
-//! measured policy ([`CallMode`]):
+//! measured policy ([`CallMode`](crate::CallMode)):
 //! - **blocking** (every plugin starts here): the call runs in `spawn_blocking`,
 //!   which costs a thread hand-off (≈ 9 µs) but can never stall an async worker;
-//! - **inline**: once a plugin's last [`PROMOTE_AFTER`] calls (doubling after each
-//!   demotion) each took less than [`INLINE_LIMIT`], its calls run directly on the
+//! - **inline**: once a plugin's last [`PROMOTE_AFTER`](crate::PROMOTE_AFTER) calls (doubling after each
+//!   demotion) each took less than [`INLINE_LIMIT`](crate::INLINE_LIMIT), its calls run directly on the
 //!   calling thread, async worker included, for about what the plugin's own work
-//!   costs. An inline call that takes longer than [`INLINE_LIMIT`] (or that
+//!   costs. An inline call that takes longer than [`INLINE_LIMIT`](crate::INLINE_LIMIT) (or that
 //!   another caller finds still running past it) sends the plugin back to the
 //!   blocking path and logs a warning; [`FfiPlugin::call_path`] reports where it is.
 //!
@@ -26,7 +26,6 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,6 +39,7 @@ use plugbay_api::{
 use serde_json::Value;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+use crate::call_policy::{CallPath, CallPolicy};
 use crate::context::{CallChain, PluginContext};
 use crate::info::PluginInfo;
 use crate::loader::LoadedLibrary;
@@ -50,268 +50,14 @@ use crate::plugin::Plugin;
 /// lifecycle serializes the rest), so a long wait means that code is stuck.
 const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// A call whose plugin code runs longer than this (wall time) is long: calls
-/// shorter than this may run inline on an async worker, and an inline call that
-/// takes longer sends its plugin back to the blocking path. Well under the 1 ms
-/// of scheduling lateness the host allows itself.
-pub const INLINE_LIMIT: Duration = Duration::from_micros(50);
-
-/// Short calls in a row, on the blocking path, before a plugin's calls first run
-/// inline. Doubles with each demotion, up to [`MAX_PROMOTE_AFTER`].
-pub const PROMOTE_AFTER: u32 = 16;
-
-/// The most short calls in a row a plugin that keeps overstaying must make
-/// before it runs inline again.
-pub const MAX_PROMOTE_AFTER: u32 = 1 << 16;
-
 thread_local! {
     /// The call chain of the plugin code running on this thread, so a host
     /// callback made from it knows who is calling.
     static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
 }
 
-/// Where a native plugin's calls run.
-///
-/// Every plugin starts [`CallMode::Blocking`]. After [`PROMOTE_AFTER`] calls in a
-/// row each shorter than [`INLINE_LIMIT`] (on a multi-thread runtime), its calls
-/// run [`CallMode::Inline`]: on the calling thread, for about what the plugin's
-/// own work costs; an instance busy with another call sends the call to the
-/// blocking pool instead, so an async worker never waits for it. An inline call
-/// that takes longer than [`INLINE_LIMIT`] (noticed when it returns, or by a caller
-/// that finds it still running) moves the plugin back, logged as a warning; it then
-/// needs twice as many short calls (up to [`MAX_PROMOTE_AFTER`]) to run inline
-/// again. A plugin whose calls start to block stalls one worker for one call
-/// before it moves back; one that blocks from the start never leaves the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallMode {
-    /// On tokio's blocking pool, one hand-off per call.
-    Blocking,
-    /// On the calling thread (an async worker included).
-    Inline,
-}
-
-/// A snapshot of a native plugin's call policy, for status displays and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallPath {
-    /// Where its calls run now.
-    pub mode: CallMode,
-    /// How often an inline call overstayed [`INLINE_LIMIT`] and sent it back to
-    /// the blocking path.
-    pub demotions: u32,
-    /// Short calls in a row the next move to [`CallMode::Inline`] needs.
-    pub promote_after: u32,
-}
-
-/// The adaptive call policy of one plugin. Only atomics: read and updated on
-/// every call without a lock; races between concurrent calls only make the
-/// counters approximate, never unsafe.
-struct CallPolicy {
-    /// Whether calls run inline now.
-    inline: AtomicBool,
-    /// Short calls in a row on the blocking path.
-    streak: AtomicU32,
-    /// Short calls in a row needed for the next promotion.
-    needed: AtomicU32,
-    /// Demotions so far.
-    demotions: AtomicU32,
-    /// When the running inline call started (a [`clock::now`] reading), 0 when
-    /// none runs: lets a caller that finds the instance busy see an
-    /// overstaying inline call before it returns.
-    inline_since: AtomicU64,
-}
-
-/// The clock that times inline calls: read twice per call, so it must be cheap.
-/// On x86-64, where the kernel itself keeps time with the TSC (so it is
-/// invariant and synchronized across cores), the TSC: ≈ 25 ns a read on the
-/// reference VM against ≈ 70 ns for `Instant::now()`. Elsewhere, nanoseconds
-/// since a process-wide `Instant`.
-mod clock {
-    use std::sync::OnceLock;
-    use std::time::{Duration, Instant};
-
-    /// How the clock reads, settled once.
-    struct Calibration {
-        /// Whether [`now`] reads the TSC.
-        tsc: bool,
-        /// Clock units per nanosecond.
-        per_ns: f64,
-        /// The origin of the `Instant` fallback.
-        origin: Instant,
-    }
-
-    static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
-
-    /// Settles the clock. Busy-waits 1 ms the first time on x86-64 (to measure
-    /// the TSC's rate), so it is first called from a blocking-pool thread, when
-    /// a plugin is about to be promoted.
-    pub(super) fn calibrate() {
-        let _ = calibration();
-    }
-
-    fn calibration() -> &'static Calibration {
-        CALIBRATION.get_or_init(|| {
-            let origin = Instant::now();
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            {
-                let source = std::fs::read_to_string(
-                    "/sys/devices/system/clocksource/clocksource0/current_clocksource",
-                )
-                .unwrap_or_default();
-                if source.trim() == "tsc" {
-                    let (t0, c0) = (Instant::now(), tsc());
-                    while t0.elapsed() < Duration::from_millis(1) {
-                        std::hint::spin_loop();
-                    }
-                    let ns = t0.elapsed().as_nanos() as f64;
-                    let ticks = tsc().wrapping_sub(c0) as f64;
-                    if ticks > 0.0 && ns > 0.0 {
-                        return Calibration {
-                            tsc: true,
-                            per_ns: ticks / ns,
-                            origin,
-                        };
-                    }
-                }
-            }
-            Calibration {
-                tsc: false,
-                per_ns: 1.0,
-                origin,
-            }
-        })
-    }
-
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    fn tsc() -> u64 {
-        // SAFETY: `rdtsc` has no preconditions; it exists on every x86-64 CPU.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    fn tsc() -> u64 {
-        0
-    }
-
-    /// The current reading (never 0).
-    pub(super) fn now() -> u64 {
-        let c = calibration();
-        let raw = if c.tsc {
-            tsc()
-        } else {
-            u64::try_from(c.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
-        };
-        raw.max(1)
-    }
-
-    /// The time between two readings.
-    pub(super) fn between(start: u64, end: u64) -> Duration {
-        let per_ns = calibration().per_ns;
-        Duration::from_nanos((end.saturating_sub(start) as f64 / per_ns) as u64)
-    }
-}
-
-impl CallPolicy {
-    fn new() -> Self {
-        Self {
-            inline: AtomicBool::new(false),
-            streak: AtomicU32::new(0),
-            needed: AtomicU32::new(PROMOTE_AFTER),
-            demotions: AtomicU32::new(0),
-            inline_since: AtomicU64::new(0),
-        }
-    }
-
-    fn snapshot(&self) -> CallPath {
-        CallPath {
-            mode: if self.inline.load(Ordering::Relaxed) {
-                CallMode::Inline
-            } else {
-                CallMode::Blocking
-            },
-            demotions: self.demotions.load(Ordering::Relaxed),
-            promote_after: self.needed.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Records a call that ran on the blocking path for `took`.
-    fn record_blocking(&self, plugin: &str, took: Duration) {
-        if took >= INLINE_LIMIT {
-            self.streak.store(0, Ordering::Relaxed);
-            return;
-        }
-        let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
-        if streak < self.needed.load(Ordering::Relaxed) || !in_multi_thread_runtime() {
-            return;
-        }
-        // On this blocking thread, before the first inline call needs the clock.
-        clock::calibrate();
-        if self
-            .inline
-            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            tracing::info!(
-                plugin,
-                short_calls = streak,
-                limit_us = INLINE_LIMIT.as_micros() as u64,
-                "calls now run inline: every recent call was short"
-            );
-        }
-    }
-
-    /// Sends the plugin back to the blocking path after an inline call took `took`.
-    fn demote(&self, plugin: &str, method: &str, took: Duration, still_running: bool) {
-        if self
-            .inline
-            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        self.streak.store(0, Ordering::Relaxed);
-        let demotions = self.demotions.fetch_add(1, Ordering::Relaxed) + 1;
-        let needed = self
-            .needed
-            .load(Ordering::Relaxed)
-            .saturating_mul(2)
-            .min(MAX_PROMOTE_AFTER);
-        self.needed.store(needed, Ordering::Relaxed);
-        tracing::warn!(
-            plugin,
-            method,
-            took_us = took.as_micros() as u64,
-            still_running,
-            limit_us = INLINE_LIMIT.as_micros() as u64,
-            demotions,
-            promote_after = needed,
-            "an inline call overstayed: calls go back to the blocking pool"
-        );
-    }
-
-    /// Called when the instance was busy: demotes the plugin if the inline call
-    /// holding it has already run past the limit.
-    fn check_overstay(&self, plugin: &str, method: &str) {
-        let since = self.inline_since.load(Ordering::Relaxed);
-        if since == 0 {
-            return;
-        }
-        let took = clock::between(since, clock::now());
-        if took >= INLINE_LIMIT {
-            self.demote(plugin, method, took, true);
-        }
-    }
-}
-
-/// Whether this thread runs inside a multi-thread runtime (its workers and
-/// blocking pool included): the only place a plugin is promoted to inline calls,
-/// because a host callback from inline code moves off the worker with
-/// `block_in_place`, which a current-thread runtime does not offer.
-fn in_multi_thread_runtime() -> bool {
-    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
-}
-
 /// The library-side object of one plugin, across its lives.
-enum Slot {
+enum Instance {
     /// No instance yet.
     Empty,
     /// Created (and possibly initialized); accepts every call.
@@ -334,7 +80,6 @@ enum Need {
 
 /// A plugin living in a native library.
 pub struct FfiPlugin {
-    info: PluginInfo,
     /// The instance: created by the first `load_state`/`initialize`, kept after
     /// `shutdown` (so its final state can be saved), replaced on the next load.
     ///
@@ -343,10 +88,11 @@ pub struct FfiPlugin {
     /// on an async worker (an inline call) it is only ever taken with `try_lock`,
     /// and a busy instance sends the call to the blocking pool, so a worker never
     /// waits for it. Held only while plugin code runs (an inline call holds it
-    /// for less than [`INLINE_LIMIT`] or is demoted); never held across `.await`.
+    /// for less than [`INLINE_LIMIT`](crate::INLINE_LIMIT) or is demoted); never held across `.await`.
     /// Re-entrant calls into the same plugin are refused by the call chain
     /// before they reach this lock.
-    instance: Arc<Mutex<Slot>>,
+    instance: Arc<Mutex<Instance>>,
+    /// The opened library, with its metadata (the one copy: [`Plugin::info`]).
     /// Where calls run (inline or on the blocking pool). Atomics, not a lock.
     policy: Arc<CallPolicy>,
     library: LoadedLibrary,
@@ -356,8 +102,7 @@ impl FfiPlugin {
     /// Wraps a library opened by the loader.
     pub fn new(library: LoadedLibrary) -> Self {
         Self {
-            info: library.info.clone(),
-            instance: Arc::new(Mutex::new(Slot::Empty)),
+            instance: Arc::new(Mutex::new(Instance::Empty)),
             policy: Arc::new(CallPolicy::new()),
             library,
         }
@@ -379,7 +124,7 @@ impl FfiPlugin {
     ) -> Result<T, PluginError> {
         let instance = Arc::clone(&self.instance);
         let module = self.library.module;
-        let name = self.info.name.clone();
+        let name = self.library.info.name.clone();
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) else {
@@ -387,18 +132,18 @@ impl FfiPlugin {
                     "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
                 )));
             };
-            if need == Need::LiveOrFresh && !matches!(*guard, Slot::Live(_)) {
+            if need == Need::LiveOrFresh && !matches!(*guard, Instance::Live(_)) {
                 // The old instance (if any) is dropped here, on this blocking thread.
-                *guard = Slot::Live((module.new_instance())().into_result()?);
+                *guard = Instance::Live((module.new_instance())().into_result()?);
             }
             let plugin = match (&mut *guard, need) {
-                (Slot::Live(p), _) | (Slot::Stopped(p), Need::Any) => p,
+                (Instance::Live(p), _) | (Instance::Stopped(p), Need::Any) => p,
                 _ => return Err(no_live_instance(&name, &operation)),
             };
             let result = with_chain(chain, || f(plugin));
             if need == Need::LiveThenStop {
-                if let Slot::Live(p) = std::mem::replace(&mut *guard, Slot::Empty) {
-                    *guard = Slot::Stopped(p);
+                if let Instance::Live(p) = std::mem::replace(&mut *guard, Instance::Empty) {
+                    *guard = Instance::Stopped(p);
                 }
             }
             result
@@ -415,7 +160,7 @@ impl FfiPlugin {
         method: &str,
         args: &str,
     ) -> Result<RString, PluginError> {
-        if self.policy.inline.load(Ordering::Relaxed) {
+        if self.policy.inline() {
             if let Some(result) = self.try_call_inline(&chain, method, args) {
                 // An inline call never waits, so a task calling in a loop would
                 // never yield: spend tokio's cooperative budget as its own
@@ -437,23 +182,18 @@ impl FfiPlugin {
     ) -> Option<Result<RString, PluginError>> {
         let policy = &self.policy;
         let Some(mut guard) = self.instance.try_lock() else {
-            policy.check_overstay(&self.info.name, method);
+            policy.check_overstay(&self.library.info.name, method);
             return None;
         };
-        let Slot::Live(plugin) = &mut *guard else {
-            return Some(Err(no_live_instance(&self.info.name, "call")));
+        let Instance::Live(plugin) = &mut *guard else {
+            return Some(Err(no_live_instance(&self.library.info.name, "call")));
         };
-        let start = clock::now();
-        policy.inline_since.store(start, Ordering::Relaxed);
+        let start = policy.begin_inline();
         let result = with_chain(Some(chain.clone()), || {
             plugin.call(method.into(), args.into()).into_result()
         });
-        policy.inline_since.store(0, Ordering::Relaxed);
         drop(guard);
-        let took = clock::between(start, clock::now());
-        if took >= INLINE_LIMIT {
-            policy.demote(&self.info.name, method, took, false);
-        }
+        policy.end_inline(&self.library.info.name, method, start);
         Some(result)
     }
 
@@ -467,7 +207,7 @@ impl FfiPlugin {
     ) -> Result<RString, PluginError> {
         let instance = Arc::clone(&self.instance);
         let policy = Arc::clone(&self.policy);
-        let name = self.info.name.clone();
+        let name = self.library.info.name.clone();
         let method = method.to_owned();
         let args = args.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
@@ -476,7 +216,7 @@ impl FfiPlugin {
                     "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
                 )));
             };
-            let Slot::Live(plugin) = &mut *guard else {
+            let Instance::Live(plugin) = &mut *guard else {
                 return Err(no_live_instance(&name, "call"));
             };
             let start = Instant::now();
@@ -544,7 +284,7 @@ fn pool_failed(e: tokio::task::JoinError) -> PluginError {
 #[async_trait]
 impl Plugin for FfiPlugin {
     fn info(&self) -> &PluginInfo {
-        &self.info
+        &self.library.info
     }
 
     async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError> {

@@ -104,6 +104,7 @@
 #![warn(missing_docs)]
 
 mod abi_summary;
+mod call_policy;
 mod context;
 mod discovery;
 mod error;
@@ -117,9 +118,10 @@ mod resolve;
 mod safety;
 mod state;
 
+pub use call_policy::{CallMode, CallPath, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER};
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
-pub use ffi::{CallMode, CallPath, FfiPlugin, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER};
+pub use ffi::FfiPlugin;
 pub use in_process::{Counters, InProcessBuilder, InProcessPlugin};
 pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::LoadedLibrary;

@@ -348,7 +348,7 @@ struct Greeter {
 impl Greeter {
     fn new(name: &str) -> Self {
         Self {
-            info: PluginInfo::in_process(name, "1.0.0"),
+            info: PluginInfo::in_process(name, "1.0.0").expect("a literal semver version"),
         }
     }
 }

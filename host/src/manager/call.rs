@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::guard::run_call;
+use super::plugin_code::run_call;
 use super::registry::Slot;
 use super::{Inner, PluginManager, Target};
+use crate::call_policy::CallPath;
 use crate::context::CallChain;
 use crate::error::Result;
-use crate::ffi::CallPath;
 
 impl Inner {
     /// Calls `method` on `slot` on behalf of the plugins on `chain` (the caller's

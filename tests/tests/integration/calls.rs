@@ -275,7 +275,8 @@ async fn nested_calls_work_from_inline_code() {
                 _ => Err(PluginError::unknown_method(&method)),
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let slow = manager.register_plugin(slow).unwrap();
     manager.load_plugin(slow).await.unwrap();
     promote(&manager, "hello").await;

@@ -18,8 +18,10 @@ mod safety;
 mod safety_cache;
 mod safety_integrity;
 mod safety_shadow;
-mod safety_support;
 mod state;
 mod storm;
-mod support;
-mod watch;
+
+// The shared helpers live in the `integration_tests` library (tests/src/).
+#[cfg(unix)]
+use integration_tests::safety_support;
+use integration_tests::{support, watch};

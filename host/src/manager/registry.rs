@@ -419,10 +419,17 @@ pub(crate) struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Self {
+            // Blocking resizes: writers are serialized anyway, a one-shot copy
+            // does less work than incremental ones (which make every insert
+            // help copy and every lookup during a resize search two tables),
+            // and readers are never blocked by either.
             by_id: papaya::HashMap::builder()
                 .hasher(BuildHasherDefault::<IdHasher>::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
-            by_name: papaya::HashMap::new(),
+            by_name: papaya::HashMap::builder()
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
             writer: Mutex::new(()),
             next_seq: AtomicU64::new(0),
         }

@@ -34,8 +34,7 @@ pub mod protocol;
 pub mod report;
 pub mod shadow;
 
-pub use config::{SafetyConfig, SafetyConfigBuilder};
+pub use config::{default_work_dir, SafetyConfig, SafetyConfigBuilder};
 pub use integrity::write_lockfile;
 pub use pipeline::{admit_dirs, admit_dirs_async, scan_dirs};
-pub use probe::probe_processes_started;
 pub use report::{Admission, FileReport, FileStatus, ScanReport};

@@ -21,7 +21,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,13 +37,6 @@ use crate::loader;
 const WINDOW: usize = 4;
 /// How long a child that closed its channel may take to exit before it is killed.
 const REAP_GRACE: Duration = Duration::from_millis(500);
-
-static PROBE_PROCESSES_STARTED: AtomicU64 = AtomicU64::new(0);
-
-/// How many probe processes this process has started so far (all workers).
-pub fn probe_processes_started() -> u64 {
-    PROBE_PROCESSES_STARTED.load(Ordering::Relaxed)
-}
 
 /// What probing one file gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +348,6 @@ impl Driver {
         }
         let child = cmd.spawn().map_err(|e| unavailable(e.to_string()))?;
         drop(child_end);
-        PROBE_PROCESSES_STARTED.fetch_add(1, Ordering::Relaxed);
         self.started += 1;
         let _ = parent_end.set_write_timeout(Some(self.timeout));
         let nonce = new_nonce();

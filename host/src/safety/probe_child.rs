@@ -18,7 +18,15 @@ use crate::loader;
 /// The file descriptor the host hands the channel on.
 pub const CHANNEL_FD: RawFd = 3;
 
-/// Runs the probe protocol on fd [`CHANNEL_FD`] until the host hangs up.
+/// The whole program of a probe binary: runs the probe protocol on fd 3 (the
+/// channel the host hands over) until the host hangs up, opening each library
+/// the host names in this process and reporting its metadata or why it failed.
+///
+/// For embedders that ship their own probe binary: its `main` returns this
+/// (`fn main() -> ExitCode { plugbay_host::run_probe_child() }`, as the
+/// `plugin-probe` binary of this package does), and the host is pointed at it
+/// with [`crate::SafetyConfigBuilder::probe_program`]. Call it before anything
+/// else in `main` (no runtime, no threads, no argument parsing that could fail).
 ///
 /// Exit codes: 0 after the host closed the channel, 2 when started without a
 /// channel (e.g. by hand), 3 on a protocol error.

@@ -118,6 +118,7 @@ impl ShadowDir {
     }
 
     /// The directory.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.dir
     }

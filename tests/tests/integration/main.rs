@@ -1,6 +1,8 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
+mod authoring;
 mod cli;
+mod cli_call;
 mod crash;
 mod dag_props;
 mod dependencies;

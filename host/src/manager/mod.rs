@@ -402,9 +402,8 @@ impl PluginManager {
 
     /// Resolves the registered plugins' dependencies into a start plan
     /// (topological waves, each plugin's resolved dependencies, and the plugins
-    /// that cannot start with the reason). Two phases, as the spec asks: a
-    /// snapshot under the registry's short read lock, then the resolver with no
-    /// lock held.
+    /// that cannot start with the reason). Two phases: a lock-free
+    /// snapshot of the registry, then the resolver with no lock held.
     pub fn resolve_dependencies(&self) -> Plan {
         self.inner.plan()
     }

@@ -284,12 +284,14 @@ thread_local! {
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
-/// A registered plugin as both lookup maps hold it.
+/// A registered plugin as the id map holds it (inline in the map's node, so a
+/// lookup by id follows one pointer fewer).
 struct Entry {
     slot: Arc<Slot>,
-    /// Whether the plugin is registered: set once it is in both maps, cleared
-    /// before it leaves either, so a reader sees its id and its name appear and
-    /// disappear at the same instant. Written only by `insert` / `remove`.
+    /// Whether the plugin is registered: set once its id and name are in both
+    /// maps, cleared before they leave either, so a reader sees its id and its
+    /// name appear and disappear at the same instant. Written only by `insert`
+    /// / `remove`.
     live: AtomicBool,
     /// Per-shard handles on the plugin, created on first use: what lookups hand
     /// out. Each has its own reference count on its own cache lines, so two
@@ -402,10 +404,10 @@ impl Plugin for Handle {
 pub(crate) struct Registry {
     /// id → entry. A lock-free map (`papaya`), not a lock: readers never block
     /// and never write a shared cache line; writes happen under `writer`.
-    by_id: papaya::HashMap<Uuid, Arc<Entry>, BuildHasherDefault<IdHasher>>,
-    /// name → the same entry. Lock-free like `by_id`. A name is in it exactly
-    /// while its id is in `by_id`.
-    by_name: papaya::HashMap<String, Arc<Entry>>,
+    by_id: papaya::HashMap<Uuid, Entry, BuildHasherDefault<IdHasher>>,
+    /// name → id. Lock-free like `by_id`; a lookup by name goes on to `by_id`
+    /// and its entry's `live` flag.
+    by_name: papaya::HashMap<String, Uuid>,
     /// Guards: nothing but the right to change the two maps, so the
     /// duplicate-name check and both maps' updates (and [`Entry::live`]) happen
     /// as one step. A `parking_lot` mutex taken only inside `insert` / `remove`
@@ -465,22 +467,27 @@ impl Registry {
             drained: Notify::new(),
             lifecycle: tokio::sync::Mutex::new(()),
         });
-        let entry = Arc::new(Entry {
+        let entry = Entry {
             slot: Arc::clone(&slot),
             live: AtomicBool::new(false),
             handles: Default::default(),
-        });
+        };
         let (by_id, by_name) = (self.by_id.pin(), self.by_name.pin());
         let _writer = self.writer.lock();
-        if let Some(existing) = by_name.get(&name) {
+        if let Some(existing) = by_name.get(&name).and_then(|id| by_id.get(id)) {
             return Err(Error::DuplicateName {
                 name,
                 first: existing.slot.source.clone(),
                 second: slot.source.clone(),
             });
         }
-        by_id.insert(slot.id, Arc::clone(&entry));
-        by_name.insert(name, Arc::clone(&entry));
+        let Ok(entry) = by_id.try_insert(slot.id, entry) else {
+            return Err(Error::Config(format!(
+                "plugin id {} generated twice (from {})",
+                slot.id, slot.source
+            )));
+        };
+        by_name.insert(name, slot.id);
         // The instant both keys appear.
         entry.live.store(true, Ordering::Release);
         Ok(slot)
@@ -500,12 +507,14 @@ impl Registry {
 
     /// The plugin with this name, as [`Registry::plugin`] returns it.
     pub(crate) fn plugin_by_name(&self, name: &str) -> Option<Arc<dyn Plugin>> {
-        self.by_name.pin().get(name)?.handle()
+        let id = *self.by_name.pin().get(name)?;
+        self.by_id.pin().get(&id)?.handle()
     }
 
     /// The slot with this name.
     pub(crate) fn get_by_name(&self, name: &str) -> Option<Arc<Slot>> {
-        self.by_name.pin().get(name)?.slot().cloned()
+        let id = *self.by_name.pin().get(name)?;
+        self.by_id.pin().get(&id)?.slot().cloned()
     }
 
     /// Removes the slot with this id from both maps.
@@ -515,21 +524,24 @@ impl Registry {
         let entry = by_id.get(&id)?;
         // The instant both keys disappear; the map removals below only tidy up.
         entry.live.store(false, Ordering::Release);
-        by_name.remove(&entry.slot.name);
-        let entry = by_id.remove(&id)?;
-        Some(Arc::clone(&entry.slot))
+        let slot = Arc::clone(&entry.slot);
+        by_name.remove(&slot.name);
+        by_id.remove(&id);
+        Some(slot)
     }
 
     /// All slots, in registration order.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Slot>> {
-        let mut all: Vec<Arc<Slot>> = self
+        // Sorted by a copy of the key: comparing through the `Arc`s would
+        // chase a pointer per comparison, a cache miss each at 10k plugins.
+        let mut all: Vec<(u64, Arc<Slot>)> = self
             .by_id
             .pin()
             .values()
-            .filter_map(|entry| entry.slot().cloned())
+            .filter_map(|entry| entry.slot().map(|s| (s.seq, Arc::clone(s))))
             .collect();
-        all.sort_by_key(|s| s.seq);
-        all
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, slot)| slot).collect()
     }
 }
 

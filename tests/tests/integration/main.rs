@@ -1,6 +1,7 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
 
 mod authoring;
+mod calls;
 mod cli;
 mod cli_call;
 mod compat;

@@ -88,7 +88,8 @@ fn main() {
                 program,
                 args,
                 config.probe_timeout(),
-            );
+            )
+            .unwrap();
             for (i, f) in files.iter().enumerate() {
                 worker.submit(i, f.clone());
             }
@@ -116,7 +117,7 @@ fn main() {
             let work = std::env::temp_dir().join(format!("hash-bench-{}", std::process::id()));
             let shadow = plugbay_host::safety::shadow::ShadowDir::open(&work).unwrap();
             let meta = std::fs::metadata(&file).unwrap();
-            let id = plugbay_host::safety::cache::FileIdentity::new(file.clone(), &meta);
+            let id = plugbay_host::safety::cache::FileIdentity::new(file.clone(), &meta).unwrap();
             let start = Instant::now();
             plugbay_host::safety::shadow::hash_file(&file, false).unwrap();
             let secs = start.elapsed().as_secs_f64();

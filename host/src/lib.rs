@@ -22,6 +22,7 @@ pub mod in_process;
 pub mod info;
 pub mod loader;
 pub mod manager;
+pub(crate) mod platform;
 pub mod plugin;
 pub mod resolve;
 pub mod safety;

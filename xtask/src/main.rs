@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod cross;
+
 /// The sample plugins `build-samples` builds and copies, by library name
 /// (package `plugbay-sample-<name>`).
 const SAMPLES: &[&str] = &["hello", "counter", "greeter"];
@@ -20,7 +22,9 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
-  ci              fmt check, clippy -D warnings on all targets, test, bench --quick
+  cross           type-check + clippy -D warnings for x86_64-pc-windows-gnu and
+                  aarch64-apple-darwin (installs the distribution toolchain if root)
+  ci              fmt check, clippy -D warnings on all targets, cross, test, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
             Some("--quick") => bench(true),
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
+        Some("cross") => cross::cross(&root()),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -141,6 +146,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
+    cross::cross(&root())?;
     test()?;
     bench(true)
 }

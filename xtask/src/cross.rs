@@ -53,6 +53,8 @@ const NEEDED_FILES: &[&str] = &[
 /// `cargo xtask cross`.
 pub fn cross(root: &Path) -> Result<(), String> {
     ensure_toolchain()?;
+    // Every target is checked, so one run shows all failures.
+    let mut failed = Vec::new();
     for (target, env) in TARGETS {
         let started = Instant::now();
         let mut cmd = Command::new("/usr/bin/cargo");
@@ -83,13 +85,21 @@ pub fn cross(root: &Path) -> Result<(), String> {
         for (key, value) in *env {
             cmd.env(key, value);
         }
-        crate::exec(cmd).map_err(|e| format!("{target}: {e}"))?;
-        eprintln!(
-            "xtask: cross {target}: type-check + clippy clean in {:.0} s",
-            started.elapsed().as_secs_f64()
-        );
+        let result = crate::exec(cmd);
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => eprintln!("xtask: cross {target}: type-check + clippy clean in {secs:.0} s"),
+            Err(e) => {
+                eprintln!("xtask: cross {target}: FAILED after {secs:.0} s");
+                failed.push(format!("{target}: {e}"));
+            }
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
 }
 
 /// `/usr/bin` first, then the rest of `PATH`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use plugbay_host::resolve::{resolve, Node};
+use plugbay_host::{resolve, Node};
 use plugbay_host::{Plugin, PluginStateManager};
 use uuid::Uuid;
 

@@ -2,7 +2,8 @@
 //! lives with `cargo xtask bench`). Run each mode in a fresh process, release:
 //!
 //! ```text
-//! cargo build --release -p plugbay-sample-hello -p plugbay-host --bin plugin-probe --example admission_cost
+//! cargo build --release -p plugbay-sample-hello -p plugbay-host --features bench-internals \
+//!     --bin plugin-probe --example admission_cost
 //! admission_cost prepare LIB DIR N   # N distinct copies of LIB (unique trailing bytes)
 //! admission_cost raw DIR             # libloading::Library::new + one symbol, per file
 //! admission_cost scan DIR WORK       # probe only (nothing opened in this process)
@@ -14,7 +15,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use plugbay_host::safety::{admit_dirs, scan_dirs, SafetyConfig};
+use plugbay_host::internals::{
+    discover, hash_file, sha256_file, FileIdentity, ProbeWorker, ShadowDir,
+};
+use plugbay_host::{admit_dirs, scan_dirs, SafetyConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,7 +39,7 @@ fn main() {
             }
         }
         "raw" => {
-            let files = plugbay_host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
+            let files = discover(&PathBuf::from(arg(1))).unwrap();
             let start = Instant::now();
             for f in &files {
                 // SAFETY: measurement of trusted sample copies; leaked like abi_stable does.
@@ -80,16 +84,11 @@ fn main() {
         }
         "probe" => {
             // One probe child for every file of DIR; nothing else.
-            let files = plugbay_host::discovery::discover(&PathBuf::from(arg(1))).unwrap();
+            let files = discover(&PathBuf::from(arg(1))).unwrap();
             let config = SafetyConfig::builder().build().unwrap();
             let (program, args) = config.probe_command().unwrap();
             let start = Instant::now();
-            let worker = plugbay_host::safety::probe::ProbeWorker::start(
-                program,
-                args,
-                config.probe_timeout(),
-            )
-            .unwrap();
+            let worker = ProbeWorker::start(program, args, config.probe_timeout()).unwrap();
             for (i, f) in files.iter().enumerate() {
                 worker.submit(i, f.clone());
             }
@@ -107,7 +106,7 @@ fn main() {
             let file = PathBuf::from(arg(1));
             let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
             let start = Instant::now();
-            plugbay_host::safety::shadow::sha256_file(&file).unwrap();
+            sha256_file(&file).unwrap();
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "sha256: {:.2} ms per MB ({:.0} MB/s)",
@@ -115,11 +114,11 @@ fn main() {
                 mb / secs
             );
             let work = std::env::temp_dir().join(format!("hash-bench-{}", std::process::id()));
-            let shadow = plugbay_host::safety::shadow::ShadowDir::open(&work).unwrap();
+            let shadow = ShadowDir::open(&work).unwrap();
             let meta = std::fs::metadata(&file).unwrap();
-            let id = plugbay_host::safety::cache::FileIdentity::new(file.clone(), &meta).unwrap();
+            let id = FileIdentity::new(file.clone(), &meta).unwrap();
             let start = Instant::now();
-            plugbay_host::safety::shadow::hash_file(&file, false).unwrap();
+            hash_file(&file, false).unwrap();
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "blake3: {:.2} ms per MB ({:.0} MB/s)",

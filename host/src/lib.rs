@@ -1,43 +1,156 @@
-//! # host: discovers, checks, loads and runs plugins built against `plugbay-api`
+//! # plugbay-host: discovers, checks, loads and runs plugins built against `plugbay-api`
 //!
-//! The pieces, bottom up:
-//! - [`discovery`] finds library files in plugin directories;
-//! - [`loader`] opens one library (on the blocking pool), checks its ABI and reads
-//!   its metadata ([`PluginInfo`]);
-//! - [`FfiPlugin`] adapts a loaded library to the host-side [`Plugin`] trait, which
-//!   in-process plugins implement directly;
-//! - [`PluginContext`] is what plugin code uses to call back into the host;
-//! - [`PluginManager`] registers plugins and drives their lifecycle;
-//! - [`InProcessPlugin`] builds plugins from closures, for embedders and tests;
-//! - [`PluginStateManager`] persists plugin state, durably and crash-safely.
+//! This crate is the host side of plugbay: an embedder creates a [`PluginManager`]
+//! from a [`ManagerConfig`], points it at plugin directories, starts everything in
+//! dependency order, calls plugins, checkpoints their state and shuts down. The
+//! `plugin-host` command line (package `plugbay-cli`) is built on exactly this API.
+//!
+//! ```no_run
+//! # async fn demo() -> plugbay_host::Result<()> {
+//! use plugbay_host::{ManagerConfig, PluginManager};
+//!
+//! let config = ManagerConfig::builder()
+//!     .plugin_dir("plugins")
+//!     .state_dir("state")
+//!     .build()?;
+//! let manager = PluginManager::open(config).await?; // state store opened
+//! manager.load_plugin_dirs().await; // admitted through the safety pipeline
+//! let started = manager.load_all_plugins().await; // dependency order
+//! assert!(started.is_ok(), "{:?}", started.failures().collect::<Vec<_>>());
+//! let answer = manager.call("hello", "greet", serde_json::json!({})).await?;
+//! println!("{answer}");
+//! manager.save_all_states().await; // checkpoint
+//! manager.unload_all_plugins().await; // reverse dependency order, state saved
+//! # Ok(()) }
+//! ```
+//!
+//! `host/examples/embed.rs` in the repository is the same program as a runnable
+//! example.
+//!
+//! ## What is public
+//!
+//! Everything an embedder uses is re-exported here; the modules themselves are
+//! private, so nothing internal (and nothing `unsafe`) is part of the API.
+//!
+//! - **Manager**: [`PluginManager`], configured by [`ManagerConfig`] /
+//!   [`ManagerConfigBuilder`]. It registers plugins, admits plugin directories
+//!   ([`DirectoryReport`], [`RegisteredLibrary`]), drives lifecycles concurrently
+//!   ([`BatchReport`], [`PluginOutcome`], [`PluginState`], [`LifecycleEvent`]),
+//!   routes calls ([`Target`]) and unloads ([`UnloadOptions`]); [`PluginSummary`]
+//!   describes one registered plugin.
+//! - **Plugins on the host side**: every plugin, native or in-process, is a
+//!   [`Plugin`]; its code reaches the host through a [`PluginContext`] (with its
+//!   [`CallChain`], served by [`HostServices`]). Plugins are described by
+//!   [`PluginInfo`], [`DependencySpec`] and [`PluginSource`]. A native library
+//!   becomes a [`Plugin`] through [`FfiPlugin`]; [`InProcessPlugin`] /
+//!   [`InProcessBuilder`] build plugins from closures (with [`Counters`]), for
+//!   embedders and tests.
+//! - **Safety** (admission of library files): [`SafetyConfig`] /
+//!   [`SafetyConfigBuilder`] configure it; [`scan_dirs`] reports without opening
+//!   anything in this process ([`ScanReport`], [`FileReport`] with the file's
+//!   [`PluginInfo`], [`FileStatus`]); [`admit_dirs`] /
+//!   [`admit_dirs_async`] also open the compatible libraries ([`Admission`],
+//!   [`LoadedLibrary`]); [`write_lockfile`] writes the integrity allowlist;
+//!   [`default_work_dir`] is where the scan cache and shadow copies go. Each
+//!   file is permission-checked, copied privately while hashed, checked against
+//!   the allowlist and the scan cache, and opened first by a separate probe
+//!   process, so a library that crashes while loading cannot take the host down.
+//! - **The probe child**: [`run_probe_child`] is the whole program of a probe
+//!   binary, for embedders that ship their own (`plugin-probe` in this package is
+//!   one; `plugin-host` serves as its own probe through a hidden subcommand). Point
+//!   [`SafetyConfigBuilder::probe_program`] at it.
+//! - **Opting out of admission**: two clearly named, documented ways, both only
+//!   for trusted files. [`SafetyConfigBuilder::probe`]`(false)` keeps every check
+//!   but opens libraries in this process without the probe, and
+//!   [`load_library_unchecked`] opens one file with no admission at all.
+//! - **Dependency resolution**: [`resolve`] turns [`Node`]s into a [`Plan`] (start
+//!   waves, blocked plugins and why: [`Plan::explain`]), the same one the manager
+//!   uses ([`PluginManager::resolve_dependencies`]).
+//! - **State**: [`PluginStateManager`] persists plugin state durably and
+//!   crash-safely ([`SaveOutcome`], [`LoadOutcome`], [`StateEvent`],
+//!   [`SavedState`]); its limits are [`MAX_STATE_FILE_BYTES`],
+//!   [`MAX_STATE_DEPTH`] and [`MAX_STATE_NAME_LEN`]; [`default_state_dir`] is the
+//!   per-user default.
+//! - **Errors**: one [`Error`] type (and [`Result`]) for everything above.
+//!
+//! The `bench-internals` feature additionally exposes a module `internals`, a few
+//! internal pieces the repository's benchmarks measure directly. It is not part of
+//! the stable API.
 
 #![warn(missing_docs)]
 
-pub mod abi_summary;
-pub mod context;
-pub mod discovery;
-pub mod error;
-pub mod ffi;
-pub mod in_process;
-pub mod info;
-pub mod loader;
-pub mod manager;
-pub(crate) mod platform;
-pub mod plugin;
-pub mod resolve;
-pub mod safety;
-pub mod state;
+mod abi_summary;
+mod context;
+mod discovery;
+mod error;
+mod ffi;
+mod in_process;
+mod info;
+mod loader;
+mod manager;
+mod platform;
+mod plugin;
+mod resolve;
+mod safety;
+mod state;
 
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
 pub use ffi::FfiPlugin;
 pub use in_process::{Counters, InProcessBuilder, InProcessPlugin};
 pub use info::{DependencySpec, PluginInfo, PluginSource};
-pub use loader::{load_library, open_library, LoadedLibrary};
+pub use loader::LoadedLibrary;
 pub use manager::{
-    BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, PluginManager, PluginState,
-    PluginSummary, Target, UnloadOptions,
+    BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, ManagerConfigBuilder,
+    PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, Target,
+    UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
 };
 pub use plugin::Plugin;
-pub use safety::{SafetyConfig, ScanReport};
-pub use state::{LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent};
+pub use resolve::{resolve, Node, Plan};
+pub use safety::probe_child::run_probe_child;
+pub use safety::{
+    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, write_lockfile, Admission,
+    FileReport, FileStatus, SafetyConfig, SafetyConfigBuilder, ScanReport,
+};
+pub use state::{
+    default_state_dir, LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent,
+    MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES, MAX_STATE_NAME_LEN,
+};
+
+/// Checks `name` against the rule every plugin name must follow, because it also
+/// names the plugin's state file: 1 to [`MAX_STATE_NAME_LEN`] bytes of `a-z`,
+/// `0-9`, `.`, `_`, `-`, not starting with `.`. Tools that create plugins (such as
+/// `plugin-host new`) use it to refuse a name the host would refuse later.
+/// Fails with [`Error::InvalidStateName`] saying why.
+pub fn validate_plugin_name(name: &str) -> Result<()> {
+    state::state_file_name(name).map(drop)
+}
+
+/// Opens the library at `path` **without admission**: no permission check, no
+/// private copy, no allowlist, no scan cache and no probe process. The dynamic
+/// loader maps the file in this process and runs its constructors, so a broken or
+/// hostile library can crash or hijack the host, and a file replaced while it is
+/// mapped can crash it later. abi_stable's layout and version checks still run, so
+/// an incompatible library is refused with [`Error::AbiMismatch`] /
+/// [`Error::InvalidMetadata`] rather than misused.
+///
+/// Only for files the caller trusts completely (e.g. built moments ago in the same
+/// build). Everything else goes through [`admit_dirs`] /
+/// [`PluginManager::load_directory`]. Runs on the blocking pool.
+pub async fn load_library_unchecked(path: std::path::PathBuf) -> Result<LoadedLibrary> {
+    loader::load_library(path).await
+}
+
+/// Internal pieces the repository's benchmarks measure on their own: the probe
+/// worker, the scan cache's racy window and file identity, shadow copying and
+/// hashing, discovery, opening a library inline. Enabled by the `bench-internals`
+/// feature, which only the scenario benchmarks, the `admission_cost` example and
+/// `cargo xtask` turn on; not part of the stable API and may change in any release.
+#[cfg(feature = "bench-internals")]
+pub mod internals {
+    pub use crate::discovery::discover;
+    pub use crate::loader::open_library;
+    pub use crate::safety::cache::{FileIdentity, RACY_MARGIN};
+    pub use crate::safety::probe::{ProbeOutcome, ProbeWorker};
+    pub use crate::safety::shadow::{hash_file, sha256_file, ShadowDir};
+}

@@ -32,7 +32,8 @@ pub struct LoadedLibrary {
     /// The plugin's file as the user placed it (absolute path).
     pub path: PathBuf,
     /// The private copy the code was actually mapped from, when it was admitted
-    /// through [`crate::safety`] (then `path` may change or vanish harmlessly).
+    /// through admission ([`crate::admit_dirs`]); then `path` may change or vanish
+    /// harmlessly.
     pub shadow: Option<PathBuf>,
     /// The plugin's root module.
     pub module: PluginModRef,
@@ -116,7 +117,7 @@ impl LayoutVerified {
 }
 
 /// Opens the library at `path`, checks its ABI and reads its metadata. Blocking:
-/// runs the library's constructors. From async code use [`load_library`].
+/// runs the library's constructors. From async code use `load_library`.
 pub fn open_library(path: &Path) -> Result<LoadedLibrary> {
     open_library_as(path, path, LayoutCheck::Verify)
 }

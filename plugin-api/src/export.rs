@@ -78,8 +78,9 @@ fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginErro
     }
 }
 
-/// Adapts an author's [`Plugin`] to the FFI trait [`PluginInstance`].
-struct Exported<T>(T);
+/// Adapts an author's [`Plugin`] to the FFI trait [`PluginInstance`]. The
+/// `testing` module drives plugins through it too, so tests see what hosts see.
+pub(crate) struct Exported<T>(pub(crate) T);
 
 impl<T: Plugin> PluginInstance for Exported<T> {
     fn initialize(&mut self, host: HostContext) -> RResult<(), PluginError> {

@@ -62,6 +62,35 @@
 //! export_plugin!(Shout);
 //! ```
 //!
+//! ## For plugin authors
+//!
+//! The manual, `AUTHORING.md` at the root of the plugbay repository, covers each
+//! of these in full; in short:
+//!
+//! - **Start**: `plugin-host new NAME` writes a crate that builds, unit-tests and
+//!   loads with no edits; `plugin-host call DIR NAME METHOD '{...}'` loads it
+//!   through the host's checks and prints one method's JSON result.
+//! - **Unit tests without a host**: the [`testing`] module (feature `testing`,
+//!   in `[dev-dependencies]`): a fake host with configuration, captured log lines,
+//!   stubbed calls to other plugins and plugin statuses, and state round trips.
+//! - **Lifecycle and threads**: `metadata` (no side effects; also read in a
+//!   separate probe process), `Default`, [`Plugin::load_state`] when state was
+//!   saved, [`Plugin::initialize`], any number of [`Plugin::call`]s,
+//!   [`Plugin::shutdown`], [`Plugin::save_state`]. Every method runs on a host
+//!   thread where blocking is allowed, never on an async worker; calls into one
+//!   instance are serialized, different plugins run in parallel.
+//! - **State and migration**: [`Plugin::load_state`] receives the version that
+//!   saved the state; refusing it keeps the plugin stopped and the file intact.
+//! - **Calling other plugins**: declare them with [`PluginMetadata::depends_on`],
+//!   call them with [`HostContext::call`]; a call that would re-enter a plugin
+//!   already on the call chain is refused with an error instead of deadlocking.
+//! - **Errors and panics**: return [`PluginError`] (`?` works on `&str`,
+//!   `String`, `serde_json::Error` and std errors); panics are caught, see below.
+//! - **What may change between releases**: see [Versioning](#versioning).
+//! - **Never**: threads that outlive [`Plugin::shutdown`], thread-locals with
+//!   destructors, `std::process::exit`, `panic = "abort"`, your own tokio
+//!   runtime driving host calls.
+//!
 //! ## Panics never kill the host
 //!
 //! abi_stable turns a panic escaping an FFI function into `process::exit(1)`.
@@ -94,6 +123,9 @@ mod host;
 mod instance;
 mod metadata;
 mod module;
+#[cfg(any(feature = "testing", doc))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use error::{ErrorKind, PluginError};
 pub use export::{panic_message, Plugin};

@@ -3,6 +3,17 @@
 
 pub mod state_writer;
 
+/// The Rust examples of README.md and AUTHORING.md, compiled and run as doctests
+/// (`cargo test -p plugbay-tests --doc`), so they cannot go stale.
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+
+    #[doc = include_str!("../../AUTHORING.md")]
+    pub struct Authoring;
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -17,7 +28,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Where on-demand builds of plugin crates go. A separate target dir, so building
 /// from inside a running `cargo test` never waits on the outer cargo's lock.
-fn fixture_target_dir() -> PathBuf {
+pub fn fixture_target_dir() -> PathBuf {
     workspace_root().join("target").join("fixture-build")
 }
 

@@ -62,6 +62,14 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The host feature that exposes the internals the scenario benchmarks (and the
+/// `admission_cost` example) measure; targets that need it declare it in
+/// `required-features`, so without it they are skipped, not broken.
+const BENCH_INTERNALS: &str = "bench-internals";
+/// [`BENCH_INTERNALS`] as a workspace-wide `--features` value, so `--all-targets`
+/// builds, lints and tests those targets too.
+const WORKSPACE_BENCH_INTERNALS: &str = "plugbay-host/bench-internals";
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
@@ -125,7 +133,13 @@ fn test() -> Result<(), String> {
     // The integration tests build the plugin libraries they load on demand
     // (see tests/src/lib.rs), so one command runs everything.
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets"]);
+    cmd.args([
+        "test",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        WORKSPACE_BENCH_INTERNALS,
+    ]);
     exec(cmd)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
@@ -141,6 +155,8 @@ fn ci() -> Result<(), String> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--features",
+        WORKSPACE_BENCH_INTERNALS,
         "--",
         "-D",
         "warnings",
@@ -194,7 +210,18 @@ fn bench(quick: bool) -> Result<(), String> {
     }
     exec(micro)?;
     let mut scenarios = cargo();
-    scenarios.args(["bench", "-p", "plugbay-host", "--bench", "scenarios", "--"]);
+    // The scenarios measure a few internals directly (probe worker, scan cache);
+    // `bench-internals` exposes them (see `plugbay_host::internals`).
+    scenarios.args([
+        "bench",
+        "-p",
+        "plugbay-host",
+        "--features",
+        BENCH_INTERNALS,
+        "--bench",
+        "scenarios",
+        "--",
+    ]);
     if quick {
         scenarios.arg("--quick");
     }

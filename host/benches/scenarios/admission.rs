@@ -1,5 +1,5 @@
 //! The host's admission path as child phases: probe or scan cache, shadow copy,
-//! open, ABI check, metadata (`plugbay_host::safety`).
+//! open, ABI check, metadata (`plugbay_host::admit_dirs`).
 //!
 //! - `cold-load DIR WORK`: WORK must be empty (no scan cache, no shadow copies);
 //!   the probe child checks every file.
@@ -17,9 +17,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use plugbay_host::manager::{ManagerConfig, PluginManager};
-use plugbay_host::safety::probe::{ProbeOutcome, ProbeWorker};
-use plugbay_host::safety::SafetyConfig;
+use plugbay_host::internals::{ProbeOutcome, ProbeWorker};
+use plugbay_host::{ManagerConfig, PluginManager, SafetyConfig};
 use serde_json::{json, Value};
 
 use crate::child;

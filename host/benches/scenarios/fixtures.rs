@@ -208,11 +208,11 @@ pub async fn time_load_all(
     plugins: Vec<Arc<dyn Plugin>>,
     max_parallel: usize,
 ) -> Result<f64, String> {
-    let config = plugbay_host::manager::ManagerConfig::builder()
+    let config = plugbay_host::ManagerConfig::builder()
         .max_parallel(max_parallel)
         .build()
         .map_err(|e| e.to_string())?;
-    let manager = plugbay_host::manager::PluginManager::new(config);
+    let manager = plugbay_host::PluginManager::new(config);
     for p in plugins {
         manager.register_plugin(p).map_err(|e| e.to_string())?;
     }

@@ -38,7 +38,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     // it, so scanning copies written a second ago would measure that re-hash, not a
     // warm start. Let the window pass once; raw dlopen sees the same files.
     std::thread::sleep(
-        plugbay_host::safety::cache::RACY_MARGIN + std::time::Duration::from_millis(100),
+        plugbay_host::internals::RACY_MARGIN + std::time::Duration::from_millis(100),
     );
 
     let mut raw = Vec::new();

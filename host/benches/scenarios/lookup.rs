@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugbay_host::manager::PluginManager;
+use plugbay_host::PluginManager;
 use plugbay_host::{Plugin, PluginContext};
 use tokio::time::MissedTickBehavior;
 use uuid::Uuid;

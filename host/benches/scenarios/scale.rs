@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugbay_host::manager::PluginManager;
 use plugbay_host::Plugin;
+use plugbay_host::PluginManager;
 
 use crate::fixtures::Dag;
 use crate::report::{Goal, Report};

@@ -121,7 +121,7 @@ pub fn inline_phase(args: &[OsString]) -> Result<Value, String> {
         tokio::spawn(async move {
             let mut loaded = 0;
             for path in &files {
-                plugbay_host::open_library(path).map_err(|e| e.to_string())?;
+                plugbay_host::internals::open_library(path).map_err(|e| e.to_string())?;
                 loaded += 1;
             }
             Ok(loaded)

@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use plugbay_host::resolve::{self, Node};
-use plugbay_host::safety::{self, FileStatus, SafetyConfig};
-use plugbay_host::{DependencySpec, Result};
+use plugbay_host::{resolve, scan_dirs, DependencySpec, FileStatus, Node, Result, SafetyConfig};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -42,7 +40,7 @@ impl Entry {
 
 /// Scans `dirs` and resolves the usable plugins' dependencies.
 pub fn inspect(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Vec<Entry>> {
-    let report = safety::scan_dirs(dirs, config)?;
+    let report = scan_dirs(dirs, config)?;
     let mut entries = Vec::with_capacity(report.files.len());
     let mut nodes = Vec::new();
     for file in report.files {
@@ -80,7 +78,7 @@ pub fn inspect(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Vec<Entry>> {
         }
         entries.push(entry);
     }
-    let plan = resolve::resolve(&nodes.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>());
+    let plan = resolve(&nodes.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>());
     for (index, node) in &nodes {
         let entry = &mut entries[*index];
         let startable = plan.is_startable(node.id);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use plugbay_host::safety::integrity::write_lockfile;
+use plugbay_host::write_lockfile;
 
 /// Writes `output` listing the SHA-256 of every library file in `dirs`.
 pub fn lock(dirs: &[PathBuf], output: &Path) -> ExitCode {

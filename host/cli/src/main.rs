@@ -1,8 +1,10 @@
 //! `plugin-host`: list, check, lock and run native plugins.
 
+mod call;
 mod inspect;
 mod list;
 mod lock;
+mod new;
 mod run;
 mod safety_args;
 
@@ -65,6 +67,39 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Admit the directories, start PLUGIN (and what it depends on), call METHOD
+    /// with ARGS, print the JSON result on stdout, shut down saving state.
+    /// Exit 0 on success, 1 when the plugin fails, 2 on usage or setup errors.
+    #[command(override_usage = "plugin-host call [OPTIONS] DIR... PLUGIN METHOD [ARGS]")]
+    Call {
+        /// Where plugin state is kept between runs (as for `run`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The configuration PLUGIN sees (JSON), e.g. '{"greeting": "Hi"}'.
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// Plugin directories, then the plugin's name, the method, and optionally
+        /// the arguments as JSON (default `{}`; `-` reads them from stdin).
+        #[arg(
+            required = true,
+            num_args = 3..,
+            value_name = "OPERANDS",
+            allow_hyphen_values = true
+        )]
+        operands: Vec<std::ffi::OsString>,
+    },
+    /// Create a new plugin crate (its own workspace) that builds, unit-tests and
+    /// loads with no edits.
+    New {
+        /// The plugin's name: lower-case letters, digits, `-` and `_`, starting
+        /// with a letter (it names the crate, the library and the state file).
+        name: String,
+        /// The crate's directory (default: ./NAME). Must not exist, or be empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write an allowlist (SHA-256 of every library file) for `--allowlist`.
     Lock {
         /// Where to write it.
@@ -84,10 +119,24 @@ fn init_tracing(default: &str) {
         .init();
 }
 
+/// Runs `command` on a multi-threaded tokio runtime (exit 2 if none can start).
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("plugin-host: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // The probe child mode is dispatched before anything else runs.
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
-        return plugbay_host::safety::probe_child::run_probe_child();
+        return plugbay_host::run_probe_child();
     }
     let cli = Cli::parse();
     match cli.command {
@@ -106,23 +155,30 @@ fn main() -> ExitCode {
             dirs,
         } => {
             init_tracing("info");
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("plugin-host: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            runtime.block_on(run::run(run::RunArgs {
+            block_on(run::run(run::RunArgs {
                 dirs,
                 state_dir,
                 once,
                 safety,
             }))
         }
+        Command::Call {
+            state_dir,
+            config,
+            safety,
+            operands,
+        } => {
+            // Host internals stay quiet (the one-line error says what failed);
+            // the plugin's own log lines show. RUST_LOG overrides.
+            init_tracing("off,plugin=info");
+            block_on(call::call(call::CallArgs {
+                operands,
+                config,
+                state_dir,
+                safety,
+            }))
+        }
+        Command::New { name, dir } => new::new(&name, dir),
         Command::Lock { output, dirs } => {
             init_tracing("warn");
             lock::lock(&dirs, &output)

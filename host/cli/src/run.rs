@@ -1,10 +1,9 @@
 //! `plugin-host run`: load, initialize in dependency order, show status, shut down.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use plugbay_host::manager::{ManagerConfig, PluginManager, PluginState};
-use plugbay_host::state::default_state_dir;
+use plugbay_host::{default_state_dir, ManagerConfig, PluginManager, PluginState};
 
 use crate::safety_args::SafetyArgs;
 
@@ -16,31 +15,31 @@ pub struct RunArgs {
     pub safety: SafetyArgs,
 }
 
-pub async fn run(args: RunArgs) -> ExitCode {
-    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    let safety = match args.safety.config() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("plugin-host: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Opens a manager over `dirs` with the host's name and version, the state
+/// directory (default: [`default_state_dir`]) and the safety options; shared by
+/// `run` and `call`. The error is a one-line message for stderr.
+pub async fn open_manager(
+    dirs: &[PathBuf],
+    state_dir: &Path,
+    safety: &SafetyArgs,
+) -> Result<PluginManager, String> {
+    let safety = safety.config().map_err(|e| e.to_string())?;
     let mut builder = ManagerConfig::builder()
         .host_name("plugin-host")
         .host_version(env!("CARGO_PKG_VERSION"))
-        .state_dir(state_dir.clone())
+        .state_dir(state_dir.to_path_buf())
         .safety(safety);
-    for dir in &args.dirs {
+    for dir in dirs {
         builder = builder.plugin_dir(dir.clone());
     }
-    let manager = match builder.build() {
-        Ok(config) => match PluginManager::open(config).await {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("plugin-host: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let config = builder.build().map_err(|e| e.to_string())?;
+    PluginManager::open(config).await.map_err(|e| e.to_string())
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let manager = match open_manager(&args.dirs, &state_dir, &args.safety).await {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("plugin-host: {e}");
             return ExitCode::from(2);

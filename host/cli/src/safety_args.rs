@@ -4,8 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
-use plugbay_host::safety::SafetyConfig;
-use plugbay_host::{Error, Result};
+use plugbay_host::{Error, Result, SafetyConfig};
 
 /// The hidden subcommand under which this binary serves as its own probe child.
 pub const PROBE_SUBCOMMAND: &str = "__probe";

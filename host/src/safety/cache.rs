@@ -33,8 +33,8 @@ use crate::platform;
 /// 3: rejections are one case per loader error (no free-text "other").
 const CACHE_FORMAT: u32 = 3;
 /// A file whose ctime is this close to (or after) its check time is racy.
-pub const RACY_MARGIN_NS: i128 = 2_000_000_000;
-/// [`RACY_MARGIN_NS`] for docs.
+pub const RACY_MARGIN_NS: i128 = RACY_MARGIN.as_nanos() as i128;
+/// The racy window: a file changed this close to (or after) its check is checked again.
 pub const RACY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Result of [`ScanCache::lookup`].
@@ -212,19 +212,14 @@ impl ScanCache {
         self.dirty = true;
     }
 
-    /// Drops the entry for `canonical_path`, so the next scan checks it again.
-    pub fn forget(&mut self, canonical_path: &Path) -> bool {
-        let removed = self.entries.remove(canonical_path).is_some();
-        self.dirty |= removed;
-        removed
-    }
-
     /// Number of entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether it has no entries.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -186,7 +186,7 @@ impl SafetyConfigBuilder {
         self
     }
 
-    /// An allowlist file (see [`crate::safety::integrity`]); with `enforce`, a file
+    /// An allowlist file (as [`crate::write_lockfile`] writes it); with `enforce`, a file
     /// not listed with its exact SHA-256 is refused, otherwise only reported.
     pub fn allowlist(mut self, path: impl Into<PathBuf>, enforce: bool) -> Self {
         self.config.allowlist = Some(path.into());

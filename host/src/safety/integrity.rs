@@ -77,16 +77,6 @@ impl Allowlist {
             }),
         }
     }
-
-    /// Number of listed files.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether nothing is listed.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Writes the lockfile `lock_path` listing every regular library file (symlinks

@@ -35,8 +35,7 @@ pub mod report;
 pub mod shadow;
 pub mod verdict;
 
-pub use config::{SafetyConfig, SafetyConfigBuilder};
+pub use config::{default_work_dir, SafetyConfig, SafetyConfigBuilder};
 pub use integrity::write_lockfile;
 pub use pipeline::{admit_dirs, admit_dirs_async, scan_dirs};
-pub use probe::probe_processes_started;
 pub use report::{Admission, FileReport, FileStatus, ScanReport};

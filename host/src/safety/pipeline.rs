@@ -40,8 +40,8 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
     Pipeline::new(config, true)?.run(dirs)
 }
 
-/// [`admit_dirs`] on a dedicated thread at background CPU priority (see
-/// [`crate::platform`]), so the runtime's workers stay responsive meanwhile.
+/// [`admit_dirs`] on a dedicated thread at background CPU priority, so the
+/// runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()

@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,13 +32,6 @@ use crate::platform::{self, ExitReason, ProbeChannel};
 const WINDOW: usize = 4;
 /// How long a child that closed its channel may take to exit before it is killed.
 const REAP_GRACE: Duration = Duration::from_millis(500);
-
-static PROBE_PROCESSES_STARTED: AtomicU64 = AtomicU64::new(0);
-
-/// How many probe processes this process has started so far (all workers).
-pub fn probe_processes_started() -> u64 {
-    PROBE_PROCESSES_STARTED.load(Ordering::Relaxed)
-}
 
 /// What probing one file gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,7 +350,6 @@ impl Driver {
         cmd.args(&self.args);
         let (child, channel) =
             ProbeChannel::spawn(cmd, self.timeout).map_err(|e| unavailable(e.to_string()))?;
-        PROBE_PROCESSES_STARTED.fetch_add(1, Ordering::Relaxed);
         self.started += 1;
         let nonce = new_nonce();
         let mut process = ProbeProcess {

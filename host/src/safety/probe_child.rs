@@ -15,7 +15,16 @@ use super::verdict::{MetadataRecord, Verdict};
 use crate::loader::{self, LayoutCheck};
 use crate::platform;
 
-/// Runs the probe protocol on the channel the host set up until the host hangs up.
+/// The whole program of a probe binary: runs the probe protocol on the channel
+/// the host set up (see [`crate::platform`]) until the host hangs up, opening
+/// each library the host names in this process and reporting its metadata or
+/// why it failed.
+///
+/// For embedders that ship their own probe binary: its `main` returns this
+/// (`fn main() -> ExitCode { plugbay_host::run_probe_child() }`, as the
+/// `plugin-probe` binary of this package does), and the host is pointed at it
+/// with [`crate::SafetyConfigBuilder::probe_program`]. Call it before anything
+/// else in `main` (no runtime, no threads, no argument parsing that could fail).
 ///
 /// Exit codes: 0 after the host closed the channel, 2 when started without a
 /// channel (e.g. by hand), 3 on a protocol error.

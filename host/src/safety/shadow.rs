@@ -108,6 +108,7 @@ impl ShadowDir {
     }
 
     /// The directory.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.dir
     }

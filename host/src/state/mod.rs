@@ -60,7 +60,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use default_dir::default_state_dir;
-pub use envelope::{SavedState, FORMAT, MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES};
+pub use envelope::{SavedState, MAX_STATE_DEPTH, MAX_STATE_FILE_BYTES};
 pub use name::{state_file_name, MAX_STATE_NAME_LEN};
 
 use crate::error::{Error, Result};

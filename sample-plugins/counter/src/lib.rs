@@ -53,3 +53,59 @@ impl Plugin for Counter {
 }
 
 export_plugin!(Counter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugbay_api::testing::{TestHost, TestPlugin};
+    use plugbay_api::ErrorKind;
+
+    #[test]
+    fn increments_and_reports() {
+        let host = TestHost::new();
+        let mut counter = TestPlugin::<Counter>::start(&host).unwrap();
+        assert_eq!(counter.call("increment", json!({})).unwrap(), json!(1));
+        assert_eq!(counter.call("increment", json!({})).unwrap(), json!(2));
+        assert_eq!(
+            counter.call("get", json!({})).unwrap(),
+            json!({ "initializations": 1, "value": 2 })
+        );
+        assert_eq!(host.log_messages(), ["initialized 1 time(s)"]);
+    }
+
+    #[test]
+    fn state_survives_a_restart() {
+        let host = TestHost::new();
+        let mut counter = TestPlugin::<Counter>::start(&host).unwrap();
+        counter.call("increment", json!({})).unwrap();
+        let mut counter = counter.restart().unwrap();
+        assert_eq!(
+            counter.call("get", json!({})).unwrap(),
+            json!({ "initializations": 2, "value": 1 })
+        );
+        assert_eq!(
+            host.log_messages(),
+            ["initialized 1 time(s)", "initialized 2 time(s)"]
+        );
+    }
+
+    #[test]
+    fn reads_state_an_older_version_wrote_and_refuses_garbage() {
+        let host = TestHost::new();
+        // An older counter saved only the initializations.
+        let counter = TestPlugin::<Counter>::start_with_state(
+            &host,
+            json!({ "initializations": 4 }),
+            "0.9.0",
+        )
+        .unwrap();
+        assert_eq!(counter.plugin().initializations, 5);
+        assert_eq!(counter.plugin().value, 0);
+
+        let err = TestPlugin::<Counter>::start_with_state(&host, json!({ "value": "x" }), "1.0.0")
+            .err()
+            .expect("a non-numeric value is refused");
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert_eq!(err.message(), "`value` must be an unsigned integer");
+    }
+}

@@ -41,3 +41,60 @@ impl Plugin for Greeter {
 }
 
 export_plugin!(Greeter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugbay_api::testing::{TestHost, TestPlugin};
+    use plugbay_api::ErrorKind;
+
+    #[test]
+    fn asks_hello_while_starting_and_when_called() {
+        let host = TestHost::new().stub_call_with("hello", "greet", |args| {
+            Ok(json!(format!(
+                "Hi, {}!",
+                args["name"].as_str().unwrap_or("?")
+            )))
+        });
+        let mut greeter = TestPlugin::<Greeter>::start(&host).unwrap();
+        assert_eq!(
+            greeter.call("first_greeting", json!({})).unwrap(),
+            json!("Hi, greeter!")
+        );
+        assert_eq!(host.log_messages(), ["hello answered: Hi, greeter!"]);
+        assert_eq!(
+            greeter.call("greet", json!({ "name": "Ada" })).unwrap(),
+            json!("Hi, Ada!")
+        );
+        let calls = host.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            (calls[1].plugin.as_str(), calls[1].method.as_str()),
+            ("hello", "greet")
+        );
+        assert_eq!(calls[1].args, json!({ "name": "Ada" }));
+    }
+
+    #[test]
+    fn fails_to_start_when_hello_fails() {
+        let host = TestHost::new().stub_call(
+            "hello",
+            "greet",
+            Err(PluginError::failed("hello is out of words")),
+        );
+        let err = TestPlugin::<Greeter>::start(&host)
+            .err()
+            .expect("greeter cannot start without a greeting");
+        assert_eq!(err.kind, ErrorKind::Failed);
+        assert_eq!(err.message(), "hello is out of words");
+    }
+
+    #[test]
+    fn refuses_to_greet_before_initialize() {
+        let host = TestHost::new();
+        let mut greeter = TestPlugin::<Greeter>::new(&host);
+        let err = greeter.call("greet", json!({})).unwrap_err();
+        assert_eq!(err.message(), "greeter is not initialized");
+        assert!(host.calls().is_empty());
+    }
+}

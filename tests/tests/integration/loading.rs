@@ -1,15 +1,17 @@
-//! Opening real libraries: per-file loading, bad files, metadata.
+//! Opening real libraries: per-file loading, bad files, metadata. These open files
+//! directly through the documented opt-out `load_library_unchecked`, so the loader
+//! itself is tested without the admission pipeline in front of it.
 
 use integration_tests::PluginDir;
-use plugbay_host::{load_library, Error, FfiPlugin, Plugin, PluginContext};
+use plugbay_host::{load_library_unchecked, Error, FfiPlugin, Plugin, PluginContext};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_different_libraries_load_independently() {
     let dir = PluginDir::with(&["hello", "counter"]);
-    let hello = load_library(dir.library("hello"))
+    let hello = load_library_unchecked(dir.library("hello"))
         .await
         .expect("hello loads");
-    let counter = load_library(dir.library("counter"))
+    let counter = load_library_unchecked(dir.library("counter"))
         .await
         .expect("counter loads");
     // Proof that loading is per file: RootModule::load_from* would give hello twice.
@@ -22,7 +24,7 @@ async fn two_different_libraries_load_independently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_initialize_is_an_error_and_the_host_lives_on() {
     let dir = PluginDir::with(&["fixture-panicky"]);
-    let lib = load_library(dir.library("fixture-panicky"))
+    let lib = load_library_unchecked(dir.library("fixture-panicky"))
         .await
         .expect("loads");
     let plugin = FfiPlugin::new(lib);
@@ -38,7 +40,7 @@ async fn panicking_initialize_is_an_error_and_the_host_lives_on() {
 async fn text_file_named_like_a_library_is_a_clear_error() {
     let dir = PluginDir::with(&["hello"]);
     let bogus = dir.write("x.so", b"this is not a library\n");
-    let err = load_library(bogus.clone())
+    let err = load_library_unchecked(bogus.clone())
         .await
         .expect_err("not a library");
     match &err {
@@ -52,7 +54,7 @@ async fn text_file_named_like_a_library_is_a_clear_error() {
         other => panic!("expected OpenFailed for {}, got {other:?}", bogus.display()),
     }
     assert!(err.to_string().contains("x.so"), "{err}");
-    load_library(dir.library("hello"))
+    load_library_unchecked(dir.library("hello"))
         .await
         .expect("hello still loads");
 }

@@ -2,7 +2,11 @@
 //! Modules that use Unix permissions, symlinks or signals run on Unix only.
 
 #[cfg(unix)]
+mod authoring;
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
+mod cli_call;
 #[cfg(unix)]
 mod crash;
 mod dag_props;

@@ -1,8 +1,8 @@
 //! A hostile plugin directory through the library API: the scan ends normally,
 //! every good sample loads, every bad file gets its own precise reason.
 
-use plugbay_host::safety::{admit_dirs, FileReport, FileStatus};
 use plugbay_host::Error;
+use plugbay_host::{admit_dirs, FileReport, FileStatus};
 
 use crate::safety_support::{HostileDir, GOOD};
 

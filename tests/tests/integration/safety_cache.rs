@@ -2,8 +2,8 @@
 //! a quarantined file is retried only once it changes.
 
 use integration_tests::c_library;
-use plugbay_host::safety::{scan_dirs, FileStatus};
 use plugbay_host::Error;
+use plugbay_host::{scan_dirs, FileStatus};
 
 use crate::safety_support::{copy, HostileDir};
 

@@ -2,8 +2,8 @@
 //! switched off.
 
 use integration_tests::{probe_binary, PluginDir};
-use plugbay_host::safety::{admit_dirs, integrity::write_lockfile, SafetyConfig};
 use plugbay_host::Error;
+use plugbay_host::{admit_dirs, write_lockfile, SafetyConfig};
 
 use crate::safety_support::{copy, TEST_PROBE_TIMEOUT};
 

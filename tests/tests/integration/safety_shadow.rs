@@ -4,7 +4,7 @@
 use std::io::{Seek, SeekFrom, Write};
 
 use integration_tests::PluginDir;
-use plugbay_host::safety::{admit_dirs, admit_dirs_async};
+use plugbay_host::{admit_dirs, admit_dirs_async};
 use plugbay_host::{FfiPlugin, Plugin, PluginContext};
 use serde_json::json;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use integration_tests::{abi_mismatch_library, c_library, probe_binary, PluginDir};
-use plugbay_host::safety::SafetyConfig;
+use plugbay_host::SafetyConfig;
 
 /// Probe timeout in tests: short, but far above what opening a debug plugin
 /// takes on a loaded 2-core machine.

@@ -361,7 +361,7 @@ async fn every_kind_of_corrupt_file_is_moved_aside_intact() {
     // Over the size limit: refused by size before any parsing (a sparse file).
     let big = dir.join("big.json");
     let file = std::fs::File::create(&big).unwrap();
-    file.set_len(plugbay_host::state::MAX_STATE_FILE_BYTES + 1)
+    file.set_len(plugbay_host::MAX_STATE_FILE_BYTES + 1)
         .unwrap();
     drop(file);
     let plugin = TestPlugin::fixed("big", "1.0.0", Value::Null);
@@ -372,7 +372,7 @@ async fn every_kind_of_corrupt_file_is_moved_aside_intact() {
             assert!(reason.contains("limit"), "{reason}");
             assert_eq!(
                 std::fs::metadata(&moved_to).unwrap().len(),
-                plugbay_host::state::MAX_STATE_FILE_BYTES + 1
+                plugbay_host::MAX_STATE_FILE_BYTES + 1
             );
         }
         other => panic!("expected Quarantined, got {other:?}"),
@@ -410,7 +410,7 @@ async fn every_kind_of_corrupt_file_is_moved_aside_intact() {
 async fn hostile_names_are_refused_and_nothing_is_written_anywhere() {
     let (tmp, dir) = state_dir();
     let manager = open(&dir).await;
-    let too_long = "a".repeat(plugbay_host::state::MAX_STATE_NAME_LEN + 1);
+    let too_long = "a".repeat(plugbay_host::MAX_STATE_NAME_LEN + 1);
     let hostile = [
         "../x",
         "/etc/x",
@@ -678,7 +678,7 @@ async fn failing_panicking_or_unstorable_saves_keep_the_previous_file() {
 
     // Deeper than can be read back: refused before writing.
     let mut deep = json!(0);
-    for _ in 0..=plugbay_host::state::MAX_STATE_DEPTH {
+    for _ in 0..=plugbay_host::MAX_STATE_DEPTH {
         deep = json!([deep]);
     }
     let too_deep = TestPlugin::fixed("fragile", "1.0.0", deep);
@@ -693,7 +693,7 @@ async fn failing_panicking_or_unstorable_saves_keep_the_previous_file() {
     }
 
     // Larger than the file limit: refused before writing.
-    let huge = "x".repeat(plugbay_host::state::MAX_STATE_FILE_BYTES as usize + 1);
+    let huge = "x".repeat(plugbay_host::MAX_STATE_FILE_BYTES as usize + 1);
     let too_big = TestPlugin::fixed("fragile", "1.0.0", json!({ "huge": huge }));
     match manager.save_state(&too_big).await {
         Err(Error::PluginFailed { reason, .. }) => assert!(reason.contains("limit"), "{reason}"),

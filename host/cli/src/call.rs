@@ -1,0 +1,216 @@
+//! `plugin-host call`: admit the directories, start one plugin (and what it
+//! depends on), call one method, print its JSON result, shut down.
+//!
+//! stdout carries the result and nothing else; every error is one line on
+//! stderr. Exit 0 on success, 1 when a plugin fails (unknown plugin or method,
+//! it did not start, it returned an error or panicked), 2 on usage and setup
+//! errors (malformed JSON, unreadable directories, bad safety options).
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use plugbay_host::{default_state_dir, Error, PluginManager};
+use serde_json::Value;
+
+use crate::run::open_manager;
+use crate::safety_args::SafetyArgs;
+
+/// Options of `call`.
+pub struct CallArgs {
+    /// `DIR... PLUGIN METHOD [ARGS]`, as given.
+    pub operands: Vec<OsString>,
+    /// The plugin's configuration as JSON text.
+    pub config: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub safety: SafetyArgs,
+}
+
+/// What the operands say.
+#[derive(Debug, PartialEq)]
+struct Operands {
+    dirs: Vec<PathBuf>,
+    plugin: String,
+    method: String,
+    /// The JSON text (or `-`), when given.
+    args: Option<String>,
+}
+
+/// A failure: the exit code and the one-line message.
+struct Failure(u8, String);
+
+fn usage(message: String) -> Failure {
+    Failure(2, message)
+}
+
+fn plugin_error(message: String) -> Failure {
+    Failure(1, message)
+}
+
+pub async fn call(args: CallArgs) -> ExitCode {
+    let (code, message) = match call_inner(args).await {
+        Ok(result) => {
+            println!("{result}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Failure(code, message)) => (code, message),
+    };
+    eprintln!("plugin-host: {message}");
+    ExitCode::from(code)
+}
+
+async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
+    let operands = split_operands(args.operands).map_err(usage)?;
+    let call_args = match operands.args.as_deref() {
+        None => Value::Object(Default::default()),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| usage(format!("cannot read ARGS from stdin: {e}")))?;
+            parse_json("ARGS (from stdin)", &text)?
+        }
+        Some(text) => parse_json("ARGS", text)?,
+    };
+    let config = match &args.config {
+        Some(text) => Some(parse_json("--config", text)?),
+        None => None,
+    };
+    let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
+    let manager = open_manager(&operands.dirs, &state_dir, &args.safety)
+        .await
+        .map_err(usage)?;
+    let report = manager.load_plugin_dirs().await;
+    for (path, err) in &report.failed {
+        if matches!(err, Error::DirUnreadable { .. }) {
+            return Err(usage(err.to_string()));
+        }
+        // Another file in the directories is unusable: worth a warning, not a failure.
+        eprintln!("plugin-host: skipped {}: {err}", path.display());
+    }
+    let outcome = start_and_call(&manager, &operands, call_args, config).await;
+    // Shut down whatever started, saving state, whatever the call did.
+    let stopped = manager.unload_all_plugins().await;
+    for failure in stopped.failures() {
+        if let Err(e) = &failure.result {
+            eprintln!(
+                "plugin-host: {} did not shut down cleanly: {e}",
+                failure.name
+            );
+        }
+    }
+    outcome
+}
+
+async fn start_and_call(
+    manager: &PluginManager,
+    operands: &Operands,
+    args: Value,
+    config: Option<Value>,
+) -> Result<Value, Failure> {
+    let plugin = operands.plugin.as_str();
+    let Some(id) = manager.id_of(plugin) else {
+        let mut found: Vec<String> = manager.plugins().into_iter().map(|p| p.info.name).collect();
+        found.sort();
+        let found = if found.is_empty() {
+            "none".to_owned()
+        } else {
+            found.join(", ")
+        };
+        return Err(plugin_error(format!(
+            "no plugin named `{plugin}` in {} (found: {found})",
+            display_dirs(&operands.dirs)
+        )));
+    };
+    if let Some(config) = config {
+        manager.set_plugin_config(plugin, config);
+    }
+    manager
+        .load_plugin(id)
+        .await
+        .map_err(|e| plugin_error(format!("`{plugin}` did not start: {e}")))?;
+    manager
+        .call(plugin, &operands.method, args)
+        .await
+        .map_err(|e| plugin_error(e.to_string()))
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| usage(format!("{what} is not valid JSON: {e}")))
+}
+
+/// Splits `DIR... PLUGIN METHOD [ARGS]`. The last operand is ARGS when it is
+/// `-` or starts like a JSON value (`{`, `[`, `"`, a digit, `-`, `true`,
+/// `false`, `null`); otherwise the operands end with METHOD.
+fn split_operands(operands: Vec<OsString>) -> Result<Operands, String> {
+    let mut operands = operands;
+    let text = |o: OsString, what: &str| {
+        o.into_string()
+            .map_err(|o| format!("{what} {o:?} is not valid UTF-8"))
+    };
+    let looks_like_args = operands.last().and_then(|o| o.to_str()).is_some_and(|s| {
+        let s = s.trim_start();
+        s == "-"
+            || s.starts_with(['{', '[', '"', '-'])
+            || s.starts_with(|c: char| c.is_ascii_digit())
+            || ["true", "false", "null"].contains(&s.trim_end())
+    });
+    let args = if looks_like_args {
+        operands.pop().map(|o| text(o, "ARGS")).transpose()?
+    } else {
+        None
+    };
+    if operands.len() < 3 {
+        return Err(
+            "expected DIR... PLUGIN METHOD [ARGS]: at least one plugin directory, \
+             a plugin name and a method"
+                .to_owned(),
+        );
+    }
+    let method = text(operands.pop().unwrap_or_default(), "METHOD")?;
+    let plugin = text(operands.pop().unwrap_or_default(), "PLUGIN")?;
+    Ok(Operands {
+        dirs: operands.into_iter().map(PathBuf::from).collect(),
+        plugin,
+        method,
+        args,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(ops: &[&str]) -> Result<Operands, String> {
+        split_operands(ops.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn operands_split_into_dirs_plugin_method_and_optional_args() {
+        let o = split(&["a", "b", "hello", "greet"]).unwrap();
+        assert_eq!(o.dirs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!((o.plugin.as_str(), o.method.as_str()), ("hello", "greet"));
+        assert_eq!(o.args, None);
+        let o = split(&["a", "hello", "greet", r#"{"name":"x"}"#]).unwrap();
+        assert_eq!(o.dirs, [PathBuf::from("a")]);
+        assert_eq!(o.args.as_deref(), Some(r#"{"name":"x"}"#));
+        assert_eq!(
+            split(&["a", "p", "m", "-"]).unwrap().args.as_deref(),
+            Some("-")
+        );
+        assert_eq!(
+            split(&["a", "p", "m", "42"]).unwrap().args.as_deref(),
+            Some("42")
+        );
+        assert!(split(&["p", "m"]).is_err());
+        assert!(split(&["p", "m", "{}"]).is_err());
+    }
+}

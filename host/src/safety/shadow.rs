@@ -108,7 +108,7 @@ impl ShadowDir {
     }
 
     /// The directory.
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub fn path(&self) -> &Path {
         &self.dir
     }

@@ -37,6 +37,13 @@ pub const PERMISSIONS_ENFORCED: bool = platform::PERMISSIONS_ENFORCED;
 pub const NOT_ENFORCED_WARNING: &str = "file and directory permissions are not checked on this \
      platform (Windows): make sure only administrators and you can write to the plugin directory";
 
+/// The warning a file report gets: [`NOT_ENFORCED_WARNING`] when strict
+/// permissions were asked for but the platform does not enforce them (so the
+/// report never looks as if they had been checked).
+pub fn unenforced_warning(strict: bool, enforced: bool) -> Option<&'static str> {
+    (strict && !enforced).then_some(NOT_ENFORCED_WARNING)
+}
+
 /// Checks a plugin directory itself (strict permissions) and returns its canonical path.
 pub fn check_dir(dir: &Path, config: &SafetyConfig) -> Result<PathBuf> {
     let unreadable = |e: std::io::Error| Error::DirUnreadable {
@@ -186,5 +193,36 @@ mod tests {
             check_dir(tmp.path(), &strict()),
             Err(Error::InsecurePermissions { mode: 0o775, .. })
         ));
+    }
+}
+
+/// Platform-independent parts, tested everywhere.
+#[cfg(test)]
+mod any_platform_tests {
+    use super::*;
+
+    #[test]
+    fn asking_for_unenforced_checks_gives_a_warning() {
+        assert_eq!(unenforced_warning(true, false), Some(NOT_ENFORCED_WARNING));
+        assert_eq!(unenforced_warning(true, true), None);
+        assert_eq!(unenforced_warning(false, false), None);
+        assert_eq!(PERMISSIONS_ENFORCED, cfg!(unix));
+    }
+}
+
+/// Windows: the check lets files pass and says so (compiled by the cross check).
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_anyone_may_write_passes_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dll");
+        std::fs::write(&file, b"MZ").unwrap();
+        let strict = SafetyConfig::builder().build().unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(check_owner_and_mode(&file, &meta, &strict).is_ok());
+        assert!(unenforced_warning(strict.strict_permissions, PERMISSIONS_ENFORCED).is_some());
     }
 }

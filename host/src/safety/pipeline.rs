@@ -177,10 +177,13 @@ impl<'a> Pipeline<'a> {
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
         let candidate = permissions::check_file(path, canonical_dir, self.config)?;
-        if self.config.strict_permissions && !permissions::PERMISSIONS_ENFORCED {
+        if let Some(warning) = permissions::unenforced_warning(
+            self.config.strict_permissions,
+            permissions::PERMISSIONS_ENFORCED,
+        ) {
             self.admission.report.files[index]
                 .warnings
-                .push(permissions::NOT_ENFORCED_WARNING.to_owned());
+                .push(warning.to_owned());
         }
         let identity = FileIdentity::new(candidate.canonical.clone(), &candidate.metadata)
             .map_err(|e| Error::Refused {

@@ -65,6 +65,8 @@ pub fn cross(root: &Path) -> Result<(), String> {
                 "-Zbuild-std=std,panic_unwind",
                 "--workspace",
                 "--all-targets",
+                "--features",
+                crate::WORKSPACE_BENCH_INTERNALS,
                 "--target",
                 target,
                 "--",

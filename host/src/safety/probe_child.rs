@@ -16,7 +16,8 @@ use crate::loader::{self, LayoutCheck};
 use crate::platform;
 
 /// The whole program of a probe binary: runs the probe protocol on the channel
-/// the host set up (see [`crate::platform`]) until the host hangs up, opening
+/// the host set up (Unix: fd 3; Windows: stdin/stdout, moved to private handles
+/// before any library is opened) until the host hangs up, opening
 /// each library the host names in this process and reporting its metadata or
 /// why it failed.
 ///

@@ -261,16 +261,25 @@ fn package() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the sample plugin the load benchmarks copy: `hello` in release with its
-/// debug info stripped (`-C strip=debuginfo` on its final link only, so nothing
-/// else rebuilds), as a plugin would ship; copied to `target/bench/sample/`.
+/// Builds the libraries the benchmarks load, in release with their debug info
+/// stripped (`-C strip=debuginfo` on the final link only, so nothing else
+/// rebuilds), as a plugin would ship, and copies them to `target/bench/sample/`:
+/// the `hello` sample (which the load benchmarks copy; its path is returned) and
+/// the `calls` test fixture (whose `sleep_ms` the call benchmark needs), found
+/// next to it.
 fn bench_sample() -> Result<PathBuf, String> {
+    bench_library("plugbay-fixture-calls", "fixture_calls")?;
+    bench_library("plugbay-sample-hello", "hello")
+}
+
+/// Builds `package` (library `lib`) for [`bench_sample`]; returns the copy's path.
+fn bench_library(package: &str, lib: &str) -> Result<PathBuf, String> {
     let mut cmd = cargo();
     cmd.args([
         "rustc",
         "--release",
         "-p",
-        "plugbay-sample-hello",
+        package,
         "--lib",
         "--",
         "-C",
@@ -278,7 +287,7 @@ fn bench_sample() -> Result<PathBuf, String> {
     ]);
     exec(cmd)?;
     let file = format!(
-        "{}hello{}",
+        "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );

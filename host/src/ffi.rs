@@ -53,6 +53,9 @@ const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(30);
 thread_local! {
     /// The call chain of the plugin code running on this thread, so a host
     /// callback made from it knows who is calling.
+    // The initializer is `const` already; clippy 1.96 flags it anyway on
+    // targets without native thread-locals (windows-gnu).
+    #[allow(clippy::missing_const_for_thread_local)]
     static CURRENT_CHAIN: RefCell<Option<CallChain>> = const { RefCell::new(None) };
 }
 
@@ -236,6 +239,8 @@ impl FfiPlugin {
 
 thread_local! {
     /// A spare buffer for encoding call arguments, so a call allocates none.
+    // Const already; see CURRENT_CHAIN for clippy 1.96 on windows-gnu.
+    #[allow(clippy::missing_const_for_thread_local)]
     static ARGS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 

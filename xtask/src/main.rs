@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod abi_gate;
+mod cross;
 
 /// The sample plugins `build-samples` builds and copies, by library name
 /// (package `plugbay-sample-<name>`).
@@ -30,7 +31,9 @@ tasks:
   abi-gate        compare plugin-api's type layouts with the last release's (tests/frozen/)
   package         package the publishable crates (plugbay-api, plugbay-host,
                   plugbay-cli) and build each from its tarball, then a publish dry run
-  ci              fmt check, tidy, clippy -D warnings on all targets, docs, abi-gate,
+  cross           type-check + clippy -D warnings for x86_64-pc-windows-gnu and
+                  aarch64-apple-darwin (installs the distribution toolchain if root)
+  ci              fmt check, tidy, clippy -D warnings on all targets, cross, docs, abi-gate,
                   test, loom, package, bench --quick
 ";
 
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
         Some("abi-gate") => abi_gate::run(&root()),
+        Some("cross") => cross::cross(&root()),
         Some("tidy") => tidy::run(&root()),
         Some("loom") => exec(loom::command(cargo(), &root().join("target").join("loom"))),
         Some("package") => package(),
@@ -173,6 +177,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
+    cross::cross(&root())?;
     docs()?;
     abi_gate::run(&root())?;
     test()?;

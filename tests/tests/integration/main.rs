@@ -1,10 +1,16 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
+//! Modules that use Unix permissions, symlinks or signals run on Unix only.
 
+#[cfg(unix)]
 mod authoring;
 mod calls;
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
 mod cli_call;
+#[cfg(unix)]
 mod compat;
+#[cfg(unix)]
 mod crash;
 mod dag_props;
 mod dependencies;
@@ -16,10 +22,15 @@ mod loading;
 mod manager_lifecycle;
 mod manager_state;
 mod reentrancy;
+#[cfg(unix)]
 mod safety;
+#[cfg(unix)]
 mod safety_cache;
+#[cfg(unix)]
 mod safety_integrity;
+#[cfg(unix)]
 mod safety_shadow;
+#[cfg(unix)]
 mod state;
 mod storm;
 

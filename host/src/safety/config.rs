@@ -30,6 +30,7 @@ pub struct SafetyConfig {
     pub(crate) strict_permissions: bool,
     pub(crate) allow_symlinks_outside: bool,
     pub(crate) max_file_size: u64,
+    pub(crate) shadow_in_memory: bool,
 }
 
 impl SafetyConfig {
@@ -50,8 +51,15 @@ impl SafetyConfig {
                 strict_permissions: true,
                 allow_symlinks_outside: false,
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
+                shadow_in_memory: true,
             },
         }
+    }
+
+    /// Whether new libraries' shadow copies are sealed memory files (Linux; see
+    /// [`SafetyConfigBuilder::shadow_in_memory`]).
+    pub fn shadow_in_memory(&self) -> bool {
+        self.shadow_in_memory
     }
 
     /// The defaults (see [`SafetyConfig::builder`]).
@@ -210,6 +218,18 @@ impl SafetyConfigBuilder {
     /// Files larger than this are refused (default 256 MiB).
     pub fn max_file_size(mut self, bytes: u64) -> Self {
         self.config.max_file_size = bytes;
+        self
+    }
+
+    /// Linux: hold a new library's shadow copy in a sealed memory file (default
+    /// on) instead of writing it to the shadow directory first. The probe and
+    /// the host open that file, whose bytes nobody can change any more; the
+    /// disk copy, which later starts map, is written in the background. Off,
+    /// or where the kernel refuses memory files (`vm.memfd_noexec = 2`, no
+    /// `/proc`), the copy is written to the shadow directory and opened from
+    /// there. Ignored on other systems (always the disk copy).
+    pub fn shadow_in_memory(mut self, on: bool) -> Self {
+        self.config.shadow_in_memory = on;
         self
     }
 

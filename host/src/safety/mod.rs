@@ -24,6 +24,8 @@
 pub mod cache;
 pub mod config;
 pub mod integrity;
+#[cfg(target_os = "linux")]
+mod memfd;
 mod opener;
 pub mod permissions;
 pub mod pipeline;

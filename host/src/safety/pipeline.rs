@@ -2,7 +2,9 @@
 //! copy + hash → integrity → cache or probe → open the shadow in the host.
 //!
 //! Cold path per file: one read of the original that hashes and writes the
-//! shadow copy at once, then the probe child opens the *copy*; meanwhile the
+//! shadow copy at once (on Linux a sealed memory file, whose disk copy is
+//! written in the background for later starts), then the probe child opens the
+//! *copy*; meanwhile the
 //! host thread goes on with the next files and opens copies as verdicts arrive,
 //! skipping the layout check the probe already ran on those exact bytes.
 //! Warm path per file: `stat`, a cache hit (no read, no probe), and an open of
@@ -81,6 +83,9 @@ struct Pipeline<'a> {
     loaded: Vec<(usize, LoadedLibrary)>,
     unavailable: Option<Error>,
     admission: Admission,
+    /// Writes the disk copies of sealed memory copies (started on first use).
+    #[cfg(target_os = "linux")]
+    persister: Option<super::memfd::Persister>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -102,6 +107,8 @@ impl<'a> Pipeline<'a> {
             loaded: Vec::new(),
             unavailable: None,
             admission: Admission::default(),
+            #[cfg(target_os = "linux")]
+            persister: None,
         })
     }
 
@@ -146,6 +153,10 @@ impl<'a> Pipeline<'a> {
                 Ok(lib) => self.loaded.push((i, lib)),
                 Err(e) => self.admission.report.files[i].fail(e),
             }
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(persister) = self.persister.take() {
+            persister.finish();
         }
         self.loaded.sort_by_key(|(i, _)| *i);
         self.admission.libraries = std::mem::take(&mut self.loaded)
@@ -208,15 +219,13 @@ impl<'a> Pipeline<'a> {
                         (hashes, shadow, Some(entry))
                     } else {
                         let (hashes, shadow) =
-                            self.shadow
-                                .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                            self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                         (hashes, shadow, None)
                     }
                 }
                 None => {
                     let (hashes, shadow) =
-                        self.shadow
-                            .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                        self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                     let same = hashes.content_id == entry.content_id;
                     if same && racy {
                         self.cache.confirm(&identity.canonical_path);
@@ -226,8 +235,7 @@ impl<'a> Pipeline<'a> {
             },
             None => {
                 let (hashes, shadow) =
-                    self.shadow
-                        .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                    self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                 (hashes, shadow, None)
             }
         };
@@ -296,6 +304,34 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// Copies `original` while hashing it: into a sealed memory file where
+    /// possible (Linux, [`SafetyConfig::shadow_in_memory`]; its disk copy for later
+    /// starts is written in the background), else into the shadow directory.
+    /// Returns the hashes and the path the probe and the host open.
+    fn copy_in(
+        &mut self,
+        original: &Path,
+        identity: &FileIdentity,
+        want_sha256: bool,
+    ) -> Result<(Hashes, PathBuf)> {
+        #[cfg(target_os = "linux")]
+        if self.config.shadow_in_memory() {
+            if let Some(sealed) = super::memfd::seal_copy(original, identity, want_sha256)? {
+                let id = &sealed.hashes.content_id;
+                if self.shadow.existing(id, identity.size).is_none() {
+                    if self.persister.is_none() {
+                        self.persister = super::memfd::Persister::start();
+                    }
+                    if let Some(persister) = &self.persister {
+                        persister.queue(&sealed.path, &self.shadow, id);
+                    }
+                }
+                return Ok((sealed.hashes, sealed.path));
+            }
+        }
+        self.shadow.copy_in(original, identity, want_sha256)
+    }
+
     fn check_integrity(&mut self, index: usize, path: &Path, sha256: &str) -> Result<()> {
         let Some(list) = &self.allowlist else {
             return Ok(());
@@ -361,8 +397,12 @@ impl<'a> Pipeline<'a> {
             CachedVerdict::Compatible { plugin } => {
                 report.succeed(plugin);
                 if self.load && !already_loaded {
-                    // SAFETY: `copied.shadow` is the copy named by its content id
-                    // (BLAKE3, `copied.hashes.content_id`) in our private 0700
+                    // SAFETY: `copied.shadow` is either a sealed memory file
+                    // (`memfd::seal_copy`: written from exactly the bytes it
+                    // hashed, then sealed against writes, growing and shrinking,
+                    // its descriptor never closed so its `/proc` path names it
+                    // alone) or the copy named by its content id (BLAKE3,
+                    // `copied.hashes.content_id`) in our private 0700
                     // directory, written by `ShadowDir::copy_in` from exactly the
                     // bytes it hashed and renamed into place only
                     // when complete (read-only, checked again for owner/size before

@@ -1,0 +1,299 @@
+//! Linux: shadow copies in sealed memory files, so a cold admission writes no
+//! file to disk before the library is checked and opened.
+//!
+//! [`seal_copy`] reads the original once, hashing the bytes while writing them
+//! into a fresh `memfd_create` file, then seals it (`F_SEAL_WRITE |
+//! F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL`): from then on nobody — not this
+//! process, not another process of the same user — can change its bytes, which
+//! is stronger than a 0500 file in a 0700 directory (its owner can `chmod` it).
+//! The probe child and the host both open it as `/proc/<host pid>/fd/<n>`, so
+//! the checked bytes are the loaded bytes; glibc maps the segments privately,
+//! which write seals allow.
+//!
+//! The descriptor is never closed: glibc recognizes an already-loaded library
+//! by its path string first, and a closed descriptor's number (hence its
+//! `/proc` path) would be reused by the next copy, which would then silently
+//! resolve to the old library. A library that the probe rejects keeps its memory
+//! copy until the process exits too (the probe child opened it under that path).
+//!
+//! Warm starts still map a disk copy (re-copying into memory on every start
+//! would cost a read and a write of every library): [`Persister`] writes the
+//! shadow directory's copy from the sealed file on a background thread, while
+//! the pipeline goes on probing and opening.
+//!
+//! Where the kernel refuses (no memfd, `vm.memfd_noexec = 2`, no `/proc`),
+//! [`seal_copy`] returns `None` and the pipeline falls back to the disk copy.
+//! `MFD_EXEC` (Linux ≥ 6.3) asks for an executable memfd explicitly, which
+//! `vm.memfd_noexec = 1` would otherwise deny; older kernels reject the flag
+//! and get a plain memfd, which is executable there.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+
+use super::cache::FileIdentity;
+use super::shadow::{Hasher, Hashes, ShadowDir, CHUNK};
+use crate::error::{Error, Result};
+
+/// `MFD_EXEC` from `linux/memfd.h` (Linux ≥ 6.3; not in every libc binding).
+const MFD_EXEC: libc::c_uint = 0x0010;
+
+/// The seals of a shadow copy: no writes, no growing, no shrinking, no changing the seals.
+const SEALS: libc::c_int =
+    libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+
+/// A library's bytes in a sealed memory file.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    /// The hashes of the bytes.
+    pub(crate) hashes: Hashes,
+    /// `/proc/<pid>/fd/<n>`: opens the sealed file, in this process and in the
+    /// probe child alike.
+    pub(crate) path: PathBuf,
+}
+
+/// Whether `/proc/<pid>/fd` of this process can be listed (mounted, visible).
+fn proc_fd_usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| Path::new(&format!("/proc/{}/fd", std::process::id())).is_dir())
+}
+
+/// A new memfd with sealing allowed and exec permitted, or the kernel's refusal.
+fn create(name: &str) -> io::Result<File> {
+    let name: String = name
+        .chars()
+        .filter(|c| *c != '\0')
+        .take(200)
+        .collect::<String>();
+    let name = CString::new(format!("plugbay:{name}")).map_err(io::Error::other)?;
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call;
+    // memfd_create returns a new descriptor or -1.
+    let mut fd: RawFd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // A kernel before 6.3 does not know MFD_EXEC; its memfds are executable.
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Copies `original` (checked as `expected`) into a new sealed memory file
+/// while hashing it (SHA-256 too when `want_sha256`).
+///
+/// `Ok(None)`: memory files are unavailable here (the caller falls back to the
+/// disk copy). `Err`: the original itself is unreadable or changed since its
+/// check, exactly as [`ShadowDir::copy_in`] reports it.
+pub(crate) fn seal_copy(
+    original: &Path,
+    expected: &FileIdentity,
+    want_sha256: bool,
+) -> Result<Option<Sealed>> {
+    if !proc_fd_usable() {
+        return Ok(None);
+    }
+    let refuse = |reason: String| Error::Refused {
+        path: original.to_path_buf(),
+        reason,
+    };
+    let name = original
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Ok(mut dst) = create(&name) else {
+        return Ok(None);
+    };
+    let mut src = File::open(original).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let meta = src
+        .metadata()
+        .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+    if meta.ino() != expected.inode || meta.dev() != expected.dev || meta.len() != expected.size {
+        return Err(refuse("it changed while being admitted; scan again".into()));
+    }
+    // Size the file once: one allocation instead of growing it chunk by chunk.
+    if dst.set_len(expected.size).is_err() {
+        return Ok(None);
+    }
+    let mut hasher = Hasher::new(want_sha256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
+        };
+        total += n as u64;
+        if total > expected.size {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if dst.write_all(&buf[..n]).is_err() {
+            // Out of memory (or a memfd size limit): the disk copy may still work.
+            return Ok(None);
+        }
+    }
+    if total != expected.size {
+        return Err(refuse(format!(
+            "it changed size while being copied ({} bytes expected, at least {total} read); scan again",
+            expected.size
+        )));
+    }
+    let fd = dst.into_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_ADD_SEALS takes an int argument.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, SEALS) } < 0 {
+        // SAFETY: `fd` is ours and not used after this.
+        drop(unsafe { File::from_raw_fd(fd) });
+        return Ok(None);
+    }
+    // From here on the descriptor stays open until the process exits (see the
+    // module docs): its number is never reused, so neither is the path.
+    Ok(Some(Sealed {
+        hashes: hasher.finish(),
+        path: PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id())),
+    }))
+}
+
+/// Writes shadow-directory copies of sealed files on a background thread, so
+/// the next start finds them (a warm start maps the disk copy).
+pub(crate) struct Persister {
+    jobs: Option<mpsc::Sender<(PathBuf, PathBuf)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Persister {
+    /// Starts the thread (at background priority); `None` if it cannot start.
+    pub(crate) fn start() -> Option<Self> {
+        let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf)>();
+        let thread = std::thread::Builder::new()
+            .name("plugin-shadow-writer".into())
+            .spawn(move || {
+                super::priority::lower_current_thread();
+                for (sealed, target) in rx {
+                    // A copy that cannot be written only makes the next start
+                    // copy again; nothing to report.
+                    let _ = persist(&sealed, &target);
+                }
+            })
+            .ok()?;
+        Some(Self {
+            jobs: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a copy of `sealed` to `shadow`'s copy for `content_id`.
+    pub(crate) fn queue(&self, sealed: &Path, shadow: &ShadowDir, content_id: &str) {
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send((sealed.to_path_buf(), shadow.path_for(content_id)));
+        }
+    }
+
+    /// Waits until every queued copy is written.
+    pub(crate) fn finish(mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies `sealed` to `target` (temp name, read-only, rename), unless present.
+fn persist(sealed: &Path, target: &Path) -> io::Result<()> {
+    if target.exists() {
+        return Ok(());
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".tmp-{}-m{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    // A kernel-side copy (sendfile), no hashing: the sealed bytes are the ones
+    // hashed when they were written.
+    let copied = std::fs::copy(sealed, &tmp)
+        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500)))
+        .and_then(|()| std::fs::rename(&tmp, target));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    copied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    #[test]
+    fn sealed_copy_holds_the_bytes_and_refuses_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = tmp.path().join("a.so");
+        std::fs::write(&original, b"hello bytes").unwrap();
+        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let sealed = seal_copy(&original, &id, true)
+            .unwrap()
+            .expect("memfd works here");
+        assert_eq!(
+            sealed.hashes.content_id,
+            blake3::hash(b"hello bytes").to_hex().as_str()
+        );
+        assert!(sealed.hashes.sha256.is_some());
+        assert_eq!(std::fs::read(&sealed.path).unwrap(), b"hello bytes");
+        // Opening for writing works (a memfd is read-write), writing does not.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&sealed.path)
+            .unwrap();
+        let err = w.write_all(b"evil").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+        assert!(w.set_len(3).is_err());
+        assert!(w.set_len(100).is_err());
+        // Overwriting the original changes nothing in the copy.
+        std::fs::write(&original, b"other").unwrap();
+        assert_eq!(std::fs::read(&sealed.path).unwrap(), b"hello bytes");
+    }
+
+    #[test]
+    fn a_file_that_changed_since_its_check_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = tmp.path().join("a.so");
+        std::fs::write(&original, b"hello bytes").unwrap();
+        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        std::fs::write(&original, b"hello").unwrap();
+        let err = seal_copy(&original, &id, false).unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+    }
+
+    #[test]
+    fn persisted_copies_are_read_only_and_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
+        let original = tmp.path().join("a.so");
+        std::fs::write(&original, b"hello bytes").unwrap();
+        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let sealed = seal_copy(&original, &id, false).unwrap().unwrap();
+        let persister = Persister::start().unwrap();
+        persister.queue(&sealed.path, &shadow, &sealed.hashes.content_id);
+        persister.finish();
+        let copy = shadow
+            .existing(&sealed.hashes.content_id, 11)
+            .expect("persisted");
+        assert_eq!(std::fs::read(&copy).unwrap(), b"hello bytes");
+        assert_eq!(std::fs::metadata(&copy).unwrap().mode() & 0o777, 0o500);
+    }
+}

@@ -161,12 +161,33 @@ fn ci() -> Result<(), String> {
     bench(true)
 }
 
-/// Builds the sample plugin the load benchmarks copy: `hello` in release with its
-/// debug info stripped (`-C strip=debuginfo` on its final link only, so nothing
-/// else rebuilds), as a plugin would ship; copied to `target/bench/sample/`.
-fn bench_sample() -> Result<PathBuf, String> {
-    let mut cmd = cargo();
-    cmd.args([
+/// Builds the two sample plugins the load benchmarks copy, both `hello` in
+/// release: as the default `release` profile leaves it (line tables, ≈ 7 MB),
+/// copied to `target/bench/sample-7mb/`, and with its debug info stripped
+/// (`-C strip=debuginfo` on its final link only, so nothing else rebuilds), as a
+/// plugin would ship (≈ 0.8 MB), copied to `target/bench/sample/`. Returns both
+/// copies (stripped, unstripped).
+fn bench_sample() -> Result<(PathBuf, PathBuf), String> {
+    let file = format!(
+        "{}hello{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let from = root().join("target").join("release").join(&file);
+    let keep = |dir: &str| -> Result<PathBuf, String> {
+        let dir = root().join("target").join("bench").join(dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let to = dir.join(&file);
+        std::fs::copy(&from, &to)
+            .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
+        Ok(to)
+    };
+    let mut full = cargo();
+    full.args(["rustc", "--release", "-p", "plugbay-sample-hello", "--lib"]);
+    exec(full)?;
+    let unstripped = keep("sample-7mb")?;
+    let mut stripped = cargo();
+    stripped.args([
         "rustc",
         "--release",
         "-p",
@@ -176,26 +197,15 @@ fn bench_sample() -> Result<PathBuf, String> {
         "-C",
         "strip=debuginfo",
     ]);
-    exec(cmd)?;
-    let file = format!(
-        "{}hello{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let from = root().join("target").join("release").join(&file);
-    let dir = root().join("target").join("bench").join("sample");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let to = dir.join(&file);
-    std::fs::copy(&from, &to)
-        .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
-    Ok(to)
+    exec(stripped)?;
+    Ok((keep("sample")?, unstripped))
 }
 
 /// `cargo xtask bench [--quick]`: criterion micro-benchmarks, then the scenarios
 /// (whose table comes last). Goals are reported, never asserted.
 fn bench(quick: bool) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let sample = bench_sample()?;
+    let (sample, sample_7mb) = bench_sample()?;
     let mut micro = cargo();
     micro.args(["bench", "-p", "plugbay-host", "--bench", "micro"]);
     if quick {
@@ -220,6 +230,7 @@ fn bench(quick: bool) -> Result<(), String> {
         scenarios.arg("--quick");
     }
     scenarios.arg("--plugin").arg(&sample);
+    scenarios.arg("--plugin-7mb").arg(&sample_7mb);
     exec(scenarios)?;
     eprintln!(
         "xtask: bench{} took {:.0} s",

@@ -1,5 +1,6 @@
-//! Linux: shadow copies in sealed memory files, so a cold admission writes no
-//! file to disk before the library is checked and opened.
+//! Linux, with [`crate::SafetyConfigBuilder::shadow_in_memory`]: shadow copies
+//! in sealed memory files, so a cold admission writes no file to disk before
+//! the library is checked and opened.
 //!
 //! [`seal_copy`] reads the original once, hashing the bytes while writing them
 //! into a fresh `memfd_create` file, then seals it (`F_SEAL_WRITE |
@@ -17,9 +18,17 @@
 //! copy until the process exits too (the probe child opened it under that path).
 //!
 //! Warm starts still map a disk copy (re-copying into memory on every start
-//! would cost a read and a write of every library): [`Persister`] writes the
-//! shadow directory's copy from the sealed file on a background thread, while
-//! the pipeline goes on probing and opening.
+//! would cost a read and a write of every library): [`persist_later`] has one
+//! background thread write the shadow directory's copy from the sealed file,
+//! and admission does not wait for it (the next admission does, see
+//! [`flush_shadow_copies`]). Measured: waiting for those writes at the end of
+//! a cold admission made it slower still. The bytes are copied twice (into
+//! memory, then to disk), which is why this is not the default (see
+//! ARCHITECTURE.md).
+//!
+//! The copy into memory is one in-kernel copy (`copy_file_range`/`sendfile`);
+//! the hash is computed afterwards over a read-only mapping of the sealed file,
+//! which can no longer shrink (no SIGBUS) or change.
 //!
 //! Where the kernel refuses (no memfd, `vm.memfd_noexec = 2`, no `/proc`),
 //! [`seal_copy`] returns `None` and the pipeline falls back to the disk copy.
@@ -29,17 +38,16 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::thread::JoinHandle;
 
 use super::cache::FileIdentity;
-use super::shadow::{Hasher, Hashes, ShadowDir, CHUNK};
+use super::shadow::{Hasher, Hashes, ShadowDir};
 use crate::error::{Error, Result};
 
 /// `MFD_EXEC` from `linux/memfd.h` (Linux ≥ 6.3; not in every libc binding).
@@ -121,33 +129,21 @@ pub(crate) fn seal_copy(
     if meta.ino() != expected.inode || meta.dev() != expected.dev || meta.len() != expected.size {
         return Err(refuse("it changed while being admitted; scan again".into()));
     }
-    // Size the file once: one allocation instead of growing it chunk by chunk.
-    if dst.set_len(expected.size).is_err() {
-        return Ok(None);
-    }
-    let mut hasher = Hasher::new(want_sha256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
-        };
-        total += n as u64;
-        if total > expected.size {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        if dst.write_all(&buf[..n]).is_err() {
+    // One in-kernel copy (std uses copy_file_range, else sendfile): the bytes
+    // never pass through a user-space buffer.
+    let total = match io::copy(&mut src, &mut dst) {
+        Ok(n) => n,
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::ENOMEM) =>
+        {
             // Out of memory (or a memfd size limit): the disk copy may still work.
             return Ok(None);
         }
-    }
+        Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
+    };
     if total != expected.size {
         return Err(refuse(format!(
-            "it changed size while being copied ({} bytes expected, at least {total} read); scan again",
+            "it changed size while being copied ({} bytes expected, {total} read); scan again",
             expected.size
         )));
     }
@@ -158,54 +154,111 @@ pub(crate) fn seal_copy(
         drop(unsafe { File::from_raw_fd(fd) });
         return Ok(None);
     }
+    // Hash the sealed bytes in place: a read-only mapping of a file that can no
+    // longer shrink (so no SIGBUS) or change (so these are the bytes the probe
+    // and the host will map).
+    let Some(hashes) = hash_sealed(fd, total, want_sha256) else {
+        // SAFETY: `fd` is ours and was handed to nobody.
+        drop(unsafe { File::from_raw_fd(fd) });
+        return Ok(None);
+    };
     // From here on the descriptor stays open until the process exits (see the
     // module docs): its number is never reused, so neither is the path.
     Ok(Some(Sealed {
-        hashes: hasher.finish(),
+        hashes,
         path: PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id())),
     }))
 }
 
-/// Writes shadow-directory copies of sealed files on a background thread, so
-/// the next start finds them (a warm start maps the disk copy).
-pub(crate) struct Persister {
-    jobs: Option<mpsc::Sender<(PathBuf, PathBuf)>>,
-    thread: Option<JoinHandle<()>>,
+/// The hashes of the first `len` bytes of the sealed memfd `fd`, read through a
+/// read-only mapping; `None` if it cannot be mapped.
+fn hash_sealed(fd: RawFd, len: u64, want_sha256: bool) -> Option<Hashes> {
+    let len = usize::try_from(len).ok()?;
+    // SAFETY: a fresh private read-only mapping of `len` bytes of `fd`; the
+    // file is sealed against shrinking, so every mapped page stays backed, and
+    // against writing, so the bytes cannot change while we read them.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_POPULATE,
+            fd,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: `addr` points to `len` readable bytes (the mapping above) that
+    // live until the munmap below; nothing writes them.
+    let bytes = unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len) };
+    let mut hasher = Hasher::new(want_sha256);
+    hasher.update(bytes);
+    let hashes = hasher.finish();
+    // SAFETY: unmaps exactly the mapping made above; `bytes` is not used after.
+    unsafe { libc::munmap(addr, len) };
+    Some(hashes)
 }
 
-impl Persister {
-    /// Starts the thread (at background priority); `None` if it cannot start.
-    pub(crate) fn start() -> Option<Self> {
-        let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf)>();
-        let thread = std::thread::Builder::new()
-            .name("plugin-shadow-writer".into())
-            .spawn(move || {
-                super::priority::lower_current_thread();
-                for (sealed, target) in rx {
-                    // A copy that cannot be written only makes the next start
-                    // copy again; nothing to report.
-                    let _ = persist(&sealed, &target);
-                }
-            })
-            .ok()?;
-        Some(Self {
-            jobs: Some(tx),
-            thread: Some(thread),
+/// One job of the background writer.
+enum Job {
+    /// Copy the sealed file (first) to the shadow directory's path (second).
+    Persist(PathBuf, PathBuf),
+    /// Answer once every job queued before this one is done.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The process's background writer of disk copies, started on first use; `None`
+/// if its thread cannot start (then nothing is persisted: later starts copy again).
+fn writer() -> Option<&'static mpsc::Sender<Job>> {
+    static WRITER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    WRITER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("plugin-shadow-writer".into())
+                .spawn(move || {
+                    super::priority::lower_current_thread();
+                    for job in rx {
+                        match job {
+                            // A copy that cannot be written only makes the next
+                            // start copy again; nothing to report.
+                            Job::Persist(sealed, target) => {
+                                let _ = persist(&sealed, &target);
+                            }
+                            Job::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
         })
-    }
+        .as_ref()
+}
 
-    /// Queues a copy of `sealed` to `shadow`'s copy for `content_id`.
-    pub(crate) fn queue(&self, sealed: &Path, shadow: &ShadowDir, content_id: &str) {
-        if let Some(tx) = &self.jobs {
-            let _ = tx.send((sealed.to_path_buf(), shadow.path_for(content_id)));
-        }
+/// Queues writing the disk copy of `sealed` (content `content_id`) into
+/// `shadow`, for later starts to map; written by one background thread at
+/// background priority, so admission does not wait for the disk.
+pub(crate) fn persist_later(sealed: &Path, shadow: &ShadowDir, content_id: &str) {
+    if let Some(tx) = writer() {
+        let _ = tx.send(Job::Persist(
+            sealed.to_path_buf(),
+            shadow.path_for(content_id),
+        ));
     }
+}
 
-    /// Waits until every queued copy is written.
-    pub(crate) fn finish(mut self) {
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// Waits until every disk copy queued so far is written (or failed). Each
+/// admission starts with it, so a scan finds the copies an earlier scan of this
+/// process queued.
+pub fn flush_shadow_copies() {
+    if let Some(tx) = writer() {
+        let (done_tx, done_rx) = mpsc::channel();
+        if tx.send(Job::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv();
         }
     }
 }
@@ -236,6 +289,7 @@ fn persist(sealed: &Path, target: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
     #[test]
@@ -287,9 +341,8 @@ mod tests {
         std::fs::write(&original, b"hello bytes").unwrap();
         let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
         let sealed = seal_copy(&original, &id, false).unwrap().unwrap();
-        let persister = Persister::start().unwrap();
-        persister.queue(&sealed.path, &shadow, &sealed.hashes.content_id);
-        persister.finish();
+        persist_later(&sealed.path, &shadow, &sealed.hashes.content_id);
+        flush_shadow_copies();
         let copy = shadow
             .existing(&sealed.hashes.content_id, 11)
             .expect("persisted");

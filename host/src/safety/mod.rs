@@ -25,7 +25,7 @@ pub mod cache;
 pub mod config;
 pub mod integrity;
 #[cfg(target_os = "linux")]
-mod memfd;
+pub(crate) mod memfd;
 mod opener;
 pub mod permissions;
 pub mod pipeline;

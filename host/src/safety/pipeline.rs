@@ -2,8 +2,9 @@
 //! copy + hash → integrity → cache or probe → open the shadow in the host.
 //!
 //! Cold path per file: one read of the original that hashes and writes the
-//! shadow copy at once (on Linux a sealed memory file, whose disk copy is
-//! written in the background for later starts), then the probe child opens the
+//! shadow copy at once (with [`SafetyConfig::shadow_in_memory`] on Linux, a
+//! sealed memory file whose disk copy is written in the background for later
+//! starts), then the probe child opens the
 //! *copy*; meanwhile the
 //! host thread goes on with the next files and opens copies as verdicts arrive,
 //! skipping the layout check the probe already ran on those exact bytes.
@@ -83,13 +84,13 @@ struct Pipeline<'a> {
     loaded: Vec<(usize, LoadedLibrary)>,
     unavailable: Option<Error>,
     admission: Admission,
-    /// Writes the disk copies of sealed memory copies (started on first use).
-    #[cfg(target_os = "linux")]
-    persister: Option<super::memfd::Persister>,
 }
 
 impl<'a> Pipeline<'a> {
     fn new(config: &'a SafetyConfig, load: bool) -> Result<Self> {
+        // Disk copies an earlier admission of this process queued are found.
+        #[cfg(target_os = "linux")]
+        super::memfd::flush_shadow_copies();
         Ok(Self {
             config,
             load,
@@ -107,8 +108,6 @@ impl<'a> Pipeline<'a> {
             loaded: Vec::new(),
             unavailable: None,
             admission: Admission::default(),
-            #[cfg(target_os = "linux")]
-            persister: None,
         })
     }
 
@@ -153,10 +152,6 @@ impl<'a> Pipeline<'a> {
                 Ok(lib) => self.loaded.push((i, lib)),
                 Err(e) => self.admission.report.files[i].fail(e),
             }
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(persister) = self.persister.take() {
-            persister.finish();
         }
         self.loaded.sort_by_key(|(i, _)| *i);
         self.admission.libraries = std::mem::take(&mut self.loaded)
@@ -306,7 +301,8 @@ impl<'a> Pipeline<'a> {
 
     /// Copies `original` while hashing it: into a sealed memory file where
     /// possible (Linux, [`SafetyConfig::shadow_in_memory`]; its disk copy for later
-    /// starts is written in the background), else into the shadow directory.
+    /// starts is written in the background, not waited for), else into the shadow
+    /// directory.
     /// Returns the hashes and the path the probe and the host open.
     fn copy_in(
         &mut self,
@@ -319,12 +315,7 @@ impl<'a> Pipeline<'a> {
             if let Some(sealed) = super::memfd::seal_copy(original, identity, want_sha256)? {
                 let id = &sealed.hashes.content_id;
                 if self.shadow.existing(id, identity.size).is_none() {
-                    if self.persister.is_none() {
-                        self.persister = super::memfd::Persister::start();
-                    }
-                    if let Some(persister) = &self.persister {
-                        persister.queue(&sealed.path, &self.shadow, id);
-                    }
+                    super::memfd::persist_later(&sealed.path, &self.shadow, id);
                 }
                 return Ok((sealed.hashes, sealed.path));
             }

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 
 /// Bytes read per chunk while hashing and copying: small enough to stay in L2
 /// between the hash and the write.
-pub(crate) const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// The hashes of one file's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! Shadow copies: truncating or replacing a loaded plugin's original file while
 //! the process runs cannot crash it, and it shuts down cleanly afterwards — with
-//! the copy in a sealed memory file (Linux, the default) and with the disk copy
-//! (the fallback, forced here through `SafetyConfigBuilder::shadow_in_memory`).
+//! the copy in a sealed memory file (Linux, `SafetyConfigBuilder::shadow_in_memory`)
+//! and with the disk copy (the default, and the fallback where memory files are
+//! refused).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -193,7 +194,18 @@ fn a_memory_admission_leaves_disk_copies_for_a_warm_start_without_probes() {
     let config = config_with(work.path(), Backend::Memory);
     let cold = admit_dirs(&[dir.path().to_path_buf()], &config).expect("cold admission");
     assert!(cold.report.all_ok(), "{}", cold.report.to_json());
-    // The disk copies, named by content id, were written in the background.
+    for lib in &cold.libraries {
+        assert_backend(
+            lib.shadow.as_deref().expect("a shadow copy"),
+            work.path(),
+            Backend::Memory,
+        );
+    }
+    // The next admission waits for the disk copies the first one queued, maps
+    // them, and trusts the cached verdicts: no probe.
+    let warm = admit_dirs(&[dir.path().to_path_buf()], &config).expect("warm admission");
+    assert!(warm.report.all_ok(), "{}", warm.report.to_json());
+    assert_eq!(warm.report.probe_processes_started, 0);
     for file in &cold.report.files {
         let id = file.content_id.as_deref().expect("hashed");
         let copy = work.path().join("shadow").join(format!("{id}.so"));
@@ -202,9 +214,6 @@ fn a_memory_admission_leaves_disk_copies_for_a_warm_start_without_probes() {
             std::fs::read(&file.path).unwrap()
         );
     }
-    let warm = admit_dirs(&[dir.path().to_path_buf()], &config).expect("warm admission");
-    assert!(warm.report.all_ok(), "{}", warm.report.to_json());
-    assert_eq!(warm.report.probe_processes_started, 0);
     for lib in &warm.libraries {
         assert_backend(
             lib.shadow.as_deref().expect("a shadow copy"),

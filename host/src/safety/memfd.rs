@@ -209,10 +209,11 @@ enum Job {
     Flush(mpsc::Sender<()>),
 }
 
+static WRITER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+
 /// The process's background writer of disk copies, started on first use; `None`
 /// if its thread cannot start (then nothing is persisted: later starts copy again).
 fn writer() -> Option<&'static mpsc::Sender<Job>> {
-    static WRITER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
     WRITER
         .get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Job>();
@@ -255,7 +256,8 @@ pub(crate) fn persist_later(sealed: &Path, shadow: &ShadowDir, content_id: &str)
 /// admission starts with it, so a scan finds the copies an earlier scan of this
 /// process queued.
 pub fn flush_shadow_copies() {
-    if let Some(tx) = writer() {
+    // Never started: nothing queued, and no thread to start for nothing.
+    if let Some(Some(tx)) = WRITER.get() {
         let (done_tx, done_rx) = mpsc::channel();
         if tx.send(Job::Flush(done_tx)).is_ok() {
             let _ = done_rx.recv();

@@ -17,7 +17,8 @@ use crate::safety_support::TEST_PROBE_TIMEOUT;
 /// Where the shadow copies of a test live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
-    /// Sealed memory files (`/proc/<pid>/fd/<n>`).
+    /// Sealed memory files (`/proc/<pid>/fd/<n>`; Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Memory,
     /// Files in the shadow directory.
     Disk,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plugbay_api::{ErrorKind, PluginError};
 use uuid::Uuid;
 
 /// Shorthand for results in this crate.
@@ -110,6 +111,11 @@ pub enum Error {
         plugin: String,
         /// Which entry point.
         operation: String,
+        /// The kind of the plugin's error ([`ErrorKind::Host`] when the host, not
+        /// the plugin, ended the operation, e.g. its task died). A plugin calling
+        /// this one through the host receives this kind (see
+        /// [`Error::into_plugin_error`]).
+        kind: ErrorKind,
         /// The plugin's error message.
         reason: String,
     },
@@ -337,4 +343,24 @@ pub enum Error {
     /// Configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+impl Error {
+    /// This error as plugin code receives it when its call to another plugin,
+    /// through the host, failed with it: an error the called plugin returned keeps
+    /// that plugin's [`ErrorKind`] (`UnknownMethod`, `InvalidInput`, `Failed`, ...),
+    /// and its message names the plugin that answered (`plugin `b`: call(m) failed:
+    /// ...`). Everything else, including a panic in the called plugin (which is not
+    /// the caller's panic), is kind [`ErrorKind::Host`] with this error's text.
+    ///
+    /// Native plugins get this automatically from their host callback; in-process
+    /// plugins calling through [`crate::PluginContext::call`] use it to pass an
+    /// error on (`.map_err(Error::into_plugin_error)?`).
+    pub fn into_plugin_error(self) -> PluginError {
+        let kind = match &self {
+            Error::PluginFailed { kind, .. } if *kind != ErrorKind::Panicked => *kind,
+            _ => ErrorKind::Host,
+        };
+        PluginError::new(kind, self.to_string())
+    }
 }

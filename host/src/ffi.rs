@@ -283,9 +283,10 @@ impl HostApi for FfiHost {
             let result = self
                 .runtime
                 .block_on(caller.call(name.as_str(), method.as_str(), args));
+            // The called plugin's own error keeps its kind (see `into_plugin_error`).
             result
                 .map(|v| RString::from(v.to_string()))
-                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+                .map_err(crate::Error::into_plugin_error)
         }));
         match outcome {
             Ok(r) => r.into(),

@@ -70,8 +70,29 @@
 //!   crash-safely ([`SaveOutcome`], [`LoadOutcome`], [`StateEvent`],
 //!   [`SavedState`]); its limits are [`MAX_STATE_FILE_BYTES`],
 //!   [`MAX_STATE_DEPTH`] and [`MAX_STATE_NAME_LEN`]; [`default_state_dir`] is the
-//!   per-user default.
-//! - **Errors**: one [`Error`] type (and [`Result`]) for everything above.
+//!   per-user default. A plugin's name also names its state file, so
+//!   [`validate_plugin_name`] is the naming rule, for tools that create plugins.
+//! - **Errors**: one [`Error`] type (and [`Result`]) for everything above. Plugin
+//!   code reports a [`PluginError`] with an [`ErrorKind`]; a plugin's returned error
+//!   becomes [`Error::PluginFailed`] with that kind, and reaches a plugin that called
+//!   it through the host with the same kind ([`Error::into_plugin_error`]).
+//!
+//! Deliberately unreachable, so that no safe-looking call can skip a check: the
+//! proof token that lets the loader skip abi_stable's layout check, the raw
+//! loader, and the probe's wire protocol.
+//!
+//! ```compile_fail
+//! // Does not compile: the token (and its module) are crate-private.
+//! let token = unsafe { plugbay_host::loader::LayoutVerified::assume() };
+//! ```
+//!
+//! ```compile_fail
+//! let _ = plugbay_host::loader::open_library(std::path::Path::new("lib.so"));
+//! ```
+//!
+//! ```compile_fail
+//! use plugbay_host::safety::protocol::read_frame;
+//! ```
 //!
 //! The `bench-internals` feature additionally exposes a module `internals`, a few
 //! internal pieces the repository's benchmarks measure directly. It is not part of
@@ -104,6 +125,10 @@ pub use manager::{
     PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, Target,
     UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
 };
+/// The interface crate's types that appear in this API (the [`Plugin`] trait's
+/// errors, [`PluginContext::log`]'s levels, [`Error::PluginFailed`]'s kind), so an
+/// embedder needs no direct dependency on `plugbay-api` of a matching version.
+pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
 pub use resolve::{resolve, Node, Plan};
 pub use safety::probe_child::run_probe_child;

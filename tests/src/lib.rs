@@ -65,7 +65,13 @@ pub fn built_libraries(packages: &[&str]) -> Vec<PathBuf> {
 }
 
 /// Every cdylib the tests load, by library name: the samples and the test-only fixtures.
-pub const ALL_TEST_LIBRARIES: &[&str] = &["hello", "counter", "greeter", "fixture-panicky"];
+pub const ALL_TEST_LIBRARIES: &[&str] = &[
+    "hello",
+    "counter",
+    "greeter",
+    "fixture-panicky",
+    "fixture-errors",
+];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:
 /// samples are `plugbay-sample-<lib>`, test fixtures `plugbay-<lib>`.
@@ -188,6 +194,35 @@ impl PluginDir {
     pub fn library(&self, package: &str) -> PathBuf {
         self.dir.path().join(library_file_name(package))
     }
+}
+
+/// Builds the host's `embed` example (`host/examples/embed.rs`) with the probe
+/// binary next to it (once per test process) into the fixture target dir and
+/// returns the example's path.
+pub fn embed_example() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            cargo_build(
+                &workspace_root(),
+                &[
+                    "-p",
+                    "plugbay-host",
+                    "--example",
+                    "embed",
+                    "--bin",
+                    "plugin-probe",
+                ],
+                &fixture_target_dir(),
+            );
+            let path = fixture_target_dir()
+                .join("debug")
+                .join("examples")
+                .join(format!("embed{}", std::env::consts::EXE_SUFFIX));
+            assert!(path.is_file(), "{} was not built", path.display());
+            path
+        })
+        .clone()
 }
 
 /// Builds the dedicated probe binary `plugin-probe` (once per test process) into

@@ -20,7 +20,10 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
-  ci              fmt check, clippy -D warnings on all targets, test, bench --quick
+  package         package the publishable crates (plugbay-api, plugbay-host,
+                  plugbay-cli) and build each from its tarball, then a publish dry run
+  ci              fmt check, clippy -D warnings on all targets, docs, test, package,
+                  bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
             Some("--quick") => bench(true),
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
+        Some("package") => package(),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -157,8 +161,89 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
+    docs()?;
     test()?;
+    package()?;
     bench(true)
+}
+
+/// The crates published to the registry, dependencies first. Every other package
+/// of the workspace says `publish = false`.
+const PUBLISHED: &[&str] = &["plugbay-api", "plugbay-host", "plugbay-cli"];
+
+/// Removes cargo's extracted copies of earlier tarballs of the published crates.
+///
+/// Cargo extracts each crate it takes from the temporary local registry into
+/// `$CARGO_HOME/registry/src/<that registry>/<name>-<version>/` and, registry
+/// crates being immutable, never extracts the same name and version again. Our
+/// versions stay put between releases, so the next `package` would verify
+/// `plugbay-cli` against the *previous* `plugbay-host` tarball (seen: a function
+/// added since was "not found"). Only extracts of our own crates from local
+/// registries are removed (never crates.io's); cargo re-extracts them from the
+/// fresh tarballs.
+fn forget_unpacked_tarballs() -> Result<(), String> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let src = home.join("registry").join("src");
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        // crates.io's directory is `index.crates.io-<hash>`; a local registry
+        // has no name, so its directory is `-<hash>`.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = PUBLISHED
+                .iter()
+                .any(|krate| name.strip_prefix(krate).is_some_and(|v| v.starts_with('-')));
+            if ours {
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rustdoc of the published crates, warnings denied (what docs.rs will build).
+fn docs() -> Result<(), String> {
+    let mut doc = cargo();
+    doc.args(["doc", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    for krate in PUBLISHED {
+        doc.args(["-p", krate]);
+    }
+    exec(doc)
+}
+
+/// `cargo xtask package`: packages the published crates together (cargo puts each
+/// into a temporary local registry so the later ones resolve the earlier ones, as
+/// they will on crates.io), verifies each by building it from its own tarball, then
+/// runs `cargo publish --dry-run`, which adds the registry-side checks of an upload
+/// (and reuses the verification builds). `--allow-dirty`: this checks the working
+/// tree as it is, it does not release anything.
+fn package() -> Result<(), String> {
+    forget_unpacked_tarballs()?;
+    for step in [&["package"][..], &["publish", "--dry-run"][..]] {
+        let mut cmd = cargo();
+        cmd.args(step).arg("--allow-dirty");
+        for krate in PUBLISHED {
+            cmd.args(["-p", krate]);
+        }
+        exec(cmd)?;
+    }
+    Ok(())
 }
 
 /// Builds the two sample plugins the load benchmarks copy, both `hello` in

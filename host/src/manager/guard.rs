@@ -72,6 +72,7 @@ pub(crate) async fn run_phase(
             (Phase::Shutdown, _) => Error::PluginFailed {
                 plugin: plugin.to_owned(),
                 operation: "shutdown".to_owned(),
+                kind: e.kind,
                 reason: e.message().to_owned(),
             },
         }),
@@ -100,6 +101,7 @@ pub(crate) async fn run_call<T>(
         Ok(Err(e)) => Err(Error::PluginFailed {
             plugin: plugin.to_owned(),
             operation: operation(),
+            kind: e.kind,
             reason: e.message().to_owned(),
         }),
     }

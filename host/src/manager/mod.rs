@@ -198,6 +198,7 @@ async fn detached(
             Err(Error::PluginFailed {
                 plugin: plugin.to_owned(),
                 operation: operation.to_owned(),
+                kind: plugbay_api::ErrorKind::Host,
                 reason: format!("the manager task running it ended abnormally: {join}"),
             })
         })

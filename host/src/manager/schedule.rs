@@ -33,6 +33,7 @@ pub(crate) fn outcome(
             Err(Error::PluginFailed {
                 plugin: slot.name.clone(),
                 operation: operation.to_owned(),
+                kind: plugbay_api::ErrorKind::Host,
                 reason: format!("the manager task running it ended abnormally: {e}"),
             })
         })
@@ -149,6 +150,7 @@ impl Inner {
                 Err(Error::PluginFailed {
                     plugin: job.slot.name.clone(),
                     operation: "load".to_owned(),
+                    kind: plugbay_api::ErrorKind::Host,
                     reason: format!("the manager task running it ended abnormally: {e}"),
                 })
             });

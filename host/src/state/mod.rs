@@ -373,6 +373,7 @@ impl PluginStateManager {
                 Error::PluginFailed {
                     plugin: name.clone(),
                     operation: "save_state".to_owned(),
+                    kind: ErrorKind::Host,
                     reason: format!("{reason}; nothing was written, the previous state is kept"),
                 }
             })?;
@@ -431,6 +432,7 @@ async fn guarded<T>(
         Ok(Err(e)) => Err(Error::PluginFailed {
             plugin: plugin.to_owned(),
             operation: operation.to_owned(),
+            kind: e.kind,
             reason: e.to_string(),
         }),
         Err(panic) => Err(Error::PluginPanicked {

@@ -32,7 +32,10 @@ impl Plugin for Greeter {
             "first_greeting" => Ok(json!(self.first_greeting)),
             // Re-enters the host from inside a call: greeter.greet -> host -> hello.greet.
             "greet" => {
-                let host = self.host.as_ref().ok_or("greeter is not initialized")?;
+                let host = self
+                    .host
+                    .as_ref()
+                    .ok_or_else(|| PluginError::failed("greeter is not initialized"))?;
                 host.call("hello", "greet", &args)
             }
             _ => Err(PluginError::unknown_method(method)),

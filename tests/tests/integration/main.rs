@@ -6,6 +6,8 @@ mod cli_call;
 mod crash;
 mod dag_props;
 mod dependencies;
+mod embed;
+mod errors;
 mod failures;
 mod loading;
 mod manager_lifecycle;

@@ -36,7 +36,9 @@ async fn initialize_gets_calls_and_queries_other_plugins_through_the_host() {
             async move {
                 let mut log = Vec::new();
                 // Get another plugin through the manager.
-                let other = m.get_plugin_by_name("base").ok_or("base not found")?;
+                let other = m
+                    .get_plugin_by_name("base")
+                    .ok_or_else(|| fail("base not found"))?;
                 log.push(format!("got {}", other.info().name));
                 // Call it, through the host context.
                 let answer = ctx.call("base", "ping", Value::Null).await.map_err(fail)?;
@@ -45,13 +47,13 @@ async fn initialize_gets_calls_and_queries_other_plugins_through_the_host() {
                 log.push(format!("base is {:?}", ctx.status_of("base")));
                 log.push(format!("probe is {:?}", ctx.status_of("probe")));
                 // Lifecycle requests that would wait on its own lifecycle lock are refused.
-                let me = m.id_of("probe").ok_or("probe has no id")?;
+                let me = m.id_of("probe").ok_or_else(|| fail("probe has no id"))?;
                 log.push(format!(
                     "reload self: {}",
                     m.load_plugin(me).await.unwrap_err()
                 ));
                 // Its dependency is held up while it starts.
-                let base = m.id_of("base").ok_or("base has no id")?;
+                let base = m.id_of("base").ok_or_else(|| fail("base has no id"))?;
                 log.push(format!(
                     "unload base: {}",
                     m.unload_plugin(base).await.unwrap_err()

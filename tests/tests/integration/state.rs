@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use integration_tests::names_in;
-use plugbay_api::PluginError;
+use plugbay_api::{ErrorKind, PluginError};
 use plugbay_host::{
     Error, LoadOutcome, Plugin, PluginContext, PluginInfo, PluginStateManager, SaveOutcome,
     StateEvent,
@@ -653,11 +653,12 @@ async fn failing_panicking_or_unstorable_saves_keep_the_previous_file() {
         Err(Error::PluginFailed {
             plugin,
             operation,
+            kind,
             reason,
         }) => {
             assert_eq!(
-                (plugin.as_str(), operation.as_str()),
-                ("fragile", "save_state")
+                (plugin.as_str(), operation.as_str(), kind),
+                ("fragile", "save_state", ErrorKind::Failed)
             );
             assert!(reason.contains("disk of the mind is full"), "{reason}");
         }

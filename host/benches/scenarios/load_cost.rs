@@ -30,7 +30,22 @@ use crate::{admission, child};
 pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let n = if opts.quick { 20 } else { 200 };
     let rounds = if opts.quick { 1 } else { 7 };
-    let m = measure(opts, &opts.plugin, n, rounds)?;
+    let small = prepare(opts, &opts.plugin, n)?;
+    let n_7mb = if opts.quick { 5 } else { 50 };
+    let big = match &opts.plugin_7mb {
+        Some(plugin) => Some((plugin, prepare(opts, plugin, n_7mb)?)),
+        None => None,
+    };
+    // A warm start is a host starting again over plugins installed earlier. The scan
+    // cache distrusts a file whose ctime is within RACY_MARGIN of its check (git's
+    // "racy" rule: a change in the same clock tick would be invisible) and re-hashes
+    // it, so scanning copies written a second ago would measure that re-hash, not a
+    // warm start. Let the window pass once (for both sets of copies); raw dlopen
+    // sees the same files.
+    std::thread::sleep(
+        plugbay_host::internals::RACY_MARGIN + std::time::Duration::from_millis(100),
+    );
+    let m = measure(&small, n, rounds)?;
     let per = |s: f64, n: usize| s * 1e6 / n as f64;
     report.add(
         "cold_load_vs_raw_dlopen",
@@ -58,12 +73,12 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         Goal::None,
         format!("one probe process opening all {n} copies, wall per library, median of {rounds}"),
     );
-    let Some(big) = &opts.plugin_7mb else {
+    let Some((big, copies)) = big else {
         eprintln!("scenarios: load_cost: no unstripped sample, no _7mb rows (see --plugin-7mb)");
         return Ok(());
     };
-    let n = if opts.quick { 5 } else { 50 };
-    let m = measure(opts, big, n, rounds)?;
+    let n = n_7mb;
+    let m = measure(&copies, n, rounds)?;
     let mb = std::fs::metadata(big).map_or(0.0, |m| m.len() as f64 / 1e6);
     report.add(
         "cold_load_vs_raw_dlopen_7mb",
@@ -98,23 +113,20 @@ struct Measured {
     probe_ms: f64,
 }
 
-/// Runs `rounds` rounds of raw / cold / warm / probe-only children over `n`
-/// copies of `plugin`.
-fn measure(opts: &Options, plugin: &Path, n: usize, rounds: usize) -> Result<Measured, String> {
+/// `n` copies of `plugin` in a fresh temp dir (`plugins/` inside it), read once
+/// by an untimed raw-dlopen child that also proves they open.
+fn prepare(opts: &Options, plugin: &Path, n: usize) -> Result<tempfile::TempDir, String> {
     let root = tempfile::tempdir_in(&opts.work).map_err(|e| format!("temp dir: {e}"))?;
     let dir = root.path().join("plugins");
     make_copies(plugin, &dir, n)?;
-    // Warm-up, untimed: reads every file once and proves the copies open.
     raw_round(&dir, n)?;
-    // A warm start is a host starting again over plugins installed earlier. The scan
-    // cache distrusts a file whose ctime is within RACY_MARGIN of its check (git's
-    // "racy" rule: a change in the same clock tick would be invisible) and re-hashes
-    // it, so scanning copies written a second ago would measure that re-hash, not a
-    // warm start. Let the window pass once; raw dlopen sees the same files.
-    std::thread::sleep(
-        plugbay_host::internals::RACY_MARGIN + std::time::Duration::from_millis(100),
-    );
+    Ok(root)
+}
 
+/// Runs `rounds` rounds of raw / cold / warm / probe-only children over the
+/// `n` copies [`prepare`] made in `root`.
+fn measure(root: &tempfile::TempDir, n: usize, rounds: usize) -> Result<Measured, String> {
+    let dir = root.path().join("plugins");
     let mut raw = Vec::new();
     let mut cold = Vec::new();
     let mut warm = Vec::new();

@@ -88,7 +88,7 @@ fn main() {
             let config = SafetyConfig::builder().build().unwrap();
             let (program, args) = config.probe_command().unwrap();
             let start = Instant::now();
-            let worker = ProbeWorker::start(program, args, config.probe_timeout());
+            let worker = ProbeWorker::start(program, args, config.probe_timeout()).unwrap();
             for (i, f) in files.iter().enumerate() {
                 worker.submit(i, f.clone());
             }
@@ -116,7 +116,7 @@ fn main() {
             let work = std::env::temp_dir().join(format!("hash-bench-{}", std::process::id()));
             let shadow = ShadowDir::open(&work).unwrap();
             let meta = std::fs::metadata(&file).unwrap();
-            let id = FileIdentity::new(file.clone(), &meta);
+            let id = FileIdentity::new(file.clone(), &meta).unwrap();
             let start = Instant::now();
             hash_file(&file, false).unwrap();
             let secs = start.elapsed().as_secs_f64();

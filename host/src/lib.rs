@@ -47,8 +47,8 @@
 //!   embedders and tests.
 //! - **Safety** (admission of library files): [`SafetyConfig`] /
 //!   [`SafetyConfigBuilder`] configure it; [`scan_dirs`] reports without opening
-//!   anything in this process ([`ScanReport`], [`FileReport`], [`FileStatus`],
-//!   [`ProbedPlugin`], [`DependencySummary`]); [`admit_dirs`] /
+//!   anything in this process ([`ScanReport`], [`FileReport`] with the file's
+//!   [`PluginInfo`], [`FileStatus`]); [`admit_dirs`] /
 //!   [`admit_dirs_async`] also open the compatible libraries ([`Admission`],
 //!   [`LoadedLibrary`]); [`write_lockfile`] writes the integrity allowlist;
 //!   [`default_work_dir`] is where the scan cache and shadow copies go. Each
@@ -109,6 +109,7 @@ mod in_process;
 mod info;
 mod loader;
 mod manager;
+mod platform;
 mod plugin;
 mod resolve;
 mod safety;
@@ -132,7 +133,6 @@ pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
 pub use resolve::{resolve, Node, Plan};
 pub use safety::probe_child::run_probe_child;
-pub use safety::protocol::{DependencySummary, PluginSummary as ProbedPlugin};
 pub use safety::{
     admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, write_lockfile, Admission,
     FileReport, FileStatus, SafetyConfig, SafetyConfigBuilder, ScanReport,

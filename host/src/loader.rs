@@ -4,6 +4,11 @@
 //! (`lib_header_from_path`). Each file is opened independently; abi_stable's
 //! `RootModule::load_from*` is never used because it caches the first module per
 //! root-module type and would return it for every later file.
+//!
+//! Refusals are built here as [`Rejection`]s (typed, path-less) and become the
+//! host's [`Error`] once, for the plugin file the user placed. On Windows the
+//! platform layer first loads each file with a DLL search path that leaves out
+//! the current directory (see `crate::platform`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::info::PluginInfo;
+use crate::platform;
+use crate::safety::verdict::Rejection;
 
 /// A library that passed the ABI checks, with its root module and metadata.
 ///
@@ -124,85 +131,52 @@ pub fn open_library_as(
     open_path: &Path,
     layout: LayoutCheck,
 ) -> Result<LoadedLibrary> {
+    check_library(path, open_path, layout).map_err(|rejection| rejection.into_error(path))
+}
+
+/// [`open_library_as`] with the refusal as a path-less [`Rejection`] (already
+/// naming `path`, not `open_path`, in its texts): what the probe child sends
+/// and the scan cache keeps.
+pub(crate) fn check_library(
+    path: &Path,
+    open_path: &Path,
+    layout: LayoutCheck,
+) -> std::result::Result<LoadedLibrary, Rejection> {
     let shadow = (open_path != path).then(|| open_path.to_path_buf());
-    let loaded = open_checked_file(open_path, layout).map_err(|e| renamed(e, open_path, path))?;
-    let info = PluginInfo::from_ffi(&loaded.1, path.to_path_buf()).map_err(|reason| {
-        Error::InvalidMetadata {
-            path: path.to_path_buf(),
-            reason,
-        }
-    })?;
+    let (module, metadata) =
+        open_checked_file(open_path, layout).map_err(|r| r.readdressed(open_path, path))?;
+    let info = PluginInfo::from_ffi(&metadata, path.to_path_buf())
+        .map_err(|reason| Rejection::InvalidMetadata { reason })?;
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
         shadow,
-        module: loaded.0,
+        module,
         info,
     })
-}
-
-/// An error about `from` re-addressed to `to` (the shadow's errors name the original).
-fn renamed(error: Error, from: &Path, to: &Path) -> Error {
-    if from == to {
-        return error;
-    }
-    let text = |s: String| s.replace(&*from.to_string_lossy(), &to.to_string_lossy());
-    let to = to.to_path_buf();
-    match error {
-        Error::OpenFailed { reason, .. } => Error::OpenFailed {
-            path: to,
-            reason: text(reason),
-        },
-        Error::NotAPlugin { .. } => Error::NotAPlugin { path: to },
-        Error::AbiMismatch {
-            summary,
-            host_interface,
-            ..
-        } => Error::AbiMismatch {
-            path: to,
-            summary,
-            host_interface,
-        },
-        Error::InterfaceVersionMismatch {
-            expected, found, ..
-        } => Error::InterfaceVersionMismatch {
-            path: to,
-            expected,
-            found,
-        },
-        Error::InvalidMetadata { reason, .. } => Error::InvalidMetadata {
-            path: to,
-            reason: text(reason),
-        },
-        Error::Refused { reason, .. } => Error::Refused {
-            path: to,
-            reason: text(reason),
-        },
-        other => other,
-    }
 }
 
 /// Opens `path` and returns its root module and raw metadata.
 fn open_checked_file(
     path: &Path,
     layout: LayoutCheck,
-) -> Result<(PluginModRef, plugbay_api::PluginMetadata)> {
+) -> std::result::Result<(PluginModRef, plugbay_api::PluginMetadata), Rejection> {
     if !path.is_absolute() {
         // dlopen would search the system path for a bare name.
-        return Err(Error::Refused {
-            path: path.to_path_buf(),
+        return Err(Rejection::Refused {
             reason: "the loader only opens absolute paths".to_owned(),
         });
     }
-    let meta = std::fs::metadata(path).map_err(|e| Error::OpenFailed {
-        path: path.to_path_buf(),
+    let meta = std::fs::metadata(path).map_err(|e| Rejection::OpenFailed {
         reason: e.to_string(),
     })?;
     if !meta.is_file() {
-        return Err(Error::Refused {
-            path: path.to_path_buf(),
+        return Err(Rejection::Refused {
             reason: "not a regular file".to_owned(),
         });
     }
+    // Windows: load with a search path that excludes the current directory
+    // first; abi_stable's open below then reuses that module.
+    platform::prepare_library(path).map_err(|reason| Rejection::OpenFailed { reason })?;
     let header = lib_header_from_path(path).map_err(|e| map_library_error(path, e))?;
     let module = match layout {
         LayoutCheck::Verify => header.init_root_module::<PluginModRef>(),
@@ -216,8 +190,7 @@ fn open_checked_file(
     .map_err(|e| map_library_error(path, e))?;
     let metadata = (module.metadata())()
         .into_result()
-        .map_err(|e| Error::InvalidMetadata {
-            path: path.to_path_buf(),
+        .map_err(|e| Rejection::InvalidMetadata {
             reason: format!("reading metadata failed: {e}"),
         })?;
     Ok((module, metadata))
@@ -237,10 +210,10 @@ pub async fn load_library(path: PathBuf) -> Result<LoadedLibrary> {
         })
 }
 
-/// Turns abi_stable's error into ours, with short readable text. abi_stable's own
-/// texts start with a newline, may contain NUL bytes and can be hundreds of lines.
-fn map_library_error(path: &Path, err: LibraryError) -> Error {
-    let path = path.to_path_buf();
+/// Turns abi_stable's error into a [`Rejection`], with short readable text.
+/// abi_stable's own texts start with a newline, may contain NUL bytes and can
+/// be hundreds of lines.
+fn map_library_error(path: &Path, err: LibraryError) -> Rejection {
     match err {
         LibraryError::OpenError { err, .. } => {
             // dlerror() repeats the path ("/p/x.so: file too short"); ours names it already.
@@ -250,24 +223,21 @@ fn map_library_error(path: &Path, err: LibraryError) -> Error {
                 Some(at) => reason[at + prefix.len()..].to_owned(),
                 None => reason,
             };
-            Error::OpenFailed { path, reason }
+            Rejection::OpenFailed { reason }
         }
-        LibraryError::GetSymbolError { .. } => Error::NotAPlugin { path },
+        LibraryError::GetSymbolError { .. } => Rejection::NotAPlugin,
         LibraryError::IncompatibleVersionNumber {
             expected_version,
             actual_version,
             ..
-        } => Error::InterfaceVersionMismatch {
-            path,
+        } => Rejection::InterfaceVersionMismatch {
             expected: expected_version.to_string(),
             found: actual_version.to_string(),
         },
-        LibraryError::ParseVersionError(e) => Error::InvalidMetadata {
-            path,
+        LibraryError::ParseVersionError(e) => Rejection::InvalidMetadata {
             reason: format!("unparsable interface version: {}", clean(&e.to_string())),
         },
-        LibraryError::RootModule { err, .. } => Error::InvalidMetadata {
-            path,
+        LibraryError::RootModule { err, .. } => Rejection::InvalidMetadata {
             reason: match err {
                 RootModuleError::Unwound => "the root module constructor panicked".to_owned(),
                 RootModuleError::Returned(e) => {
@@ -278,22 +248,19 @@ fn map_library_error(path: &Path, err: LibraryError) -> Error {
                 }
             },
         },
-        LibraryError::InvalidAbiHeader(_) => Error::AbiMismatch {
-            path,
+        LibraryError::InvalidAbiHeader(_) => Rejection::AbiMismatch {
             summary: "built with an incompatible abi_stable version".to_owned(),
             host_interface: INTERFACE_VERSION.to_owned(),
         },
         other @ (LibraryError::AbiInstability(_) | LibraryError::InvalidCAbi { .. }) => {
-            Error::AbiMismatch {
-                path,
+            Rejection::AbiMismatch {
                 summary: crate::abi_summary::summarize(&other.to_string()),
                 host_interface: INTERFACE_VERSION.to_owned(),
             }
         }
         LibraryError::Many(errors) => match errors.into_iter().next() {
-            Some(first) => map_library_error(&path, first),
-            None => Error::OpenFailed {
-                path,
+            Some(first) => map_library_error(path, first),
+            None => Rejection::OpenFailed {
                 reason: "unknown loader error".to_owned(),
             },
         },

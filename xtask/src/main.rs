@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod cross;
+
 /// The sample plugins `build-samples` builds and copies, by library name
 /// (package `plugbay-sample-<name>`).
 const SAMPLES: &[&str] = &["hello", "counter", "greeter"];
@@ -22,8 +24,10 @@ tasks:
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
   package         package the publishable crates (plugbay-api, plugbay-host,
                   plugbay-cli) and build each from its tarball, then a publish dry run
-  ci              fmt check, clippy -D warnings on all targets, docs, test, package,
-                  bench --quick
+  cross           type-check + clippy -D warnings for x86_64-pc-windows-gnu and
+                  aarch64-apple-darwin (installs the distribution toolchain if root)
+  ci              fmt check, clippy -D warnings on all targets, cross, docs, test,
+                  package, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
             Some("--quick") => bench(true),
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
+        Some("cross") => cross::cross(&root()),
         Some("package") => package(),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
@@ -161,6 +166,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     exec(clippy)?;
+    cross::cross(&root())?;
     docs()?;
     test()?;
     package()?;

@@ -145,7 +145,8 @@ fn probe_phase(dir: &Path) -> Result<Value, String> {
     let config = config(&dir.join("unused-work"))?;
     let (program, args) = config.probe_command().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let worker = ProbeWorker::start(program, args, config.probe_timeout());
+    let worker =
+        ProbeWorker::start(program, args, config.probe_timeout()).map_err(|e| e.to_string())?;
     for (i, f) in files.iter().enumerate() {
         worker.submit(i, f.clone());
     }

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use plugbay_host::{resolve, scan_dirs, DependencySpec, FileStatus, Node, Result, SafetyConfig};
-use semver::{Version, VersionReq};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -60,43 +59,22 @@ pub fn inspect(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Vec<Entry>> {
             from_cache: file.from_cache,
         };
         if let Some(p) = file.plugin {
-            // The probe already validated these strings; a failure here would be a bug
-            // in the probe, reported on the entry rather than hidden.
-            let version = Version::parse(&p.version);
-            let dependencies: std::result::Result<Vec<DependencySpec>, _> = p
-                .dependencies
-                .iter()
-                .map(|d| {
-                    VersionReq::parse(&d.requirement).map(|requirement| DependencySpec {
-                        name: d.name.clone(),
-                        requirement,
-                        optional: d.optional,
-                    })
-                })
-                .collect();
+            // Typed metadata: parsed once, when the host received it.
             entry.name = Some(p.name.clone());
-            entry.version = Some(p.version.clone());
+            entry.version = Some(p.version.to_string());
             entry.description = Some(p.description);
             entry.interface_version = Some(p.interface_version);
-            match (version, dependencies) {
-                (Ok(version), Ok(dependencies)) => {
-                    entry.dependencies = dependencies.clone();
-                    nodes.push((
-                        entries.len(),
-                        Node {
-                            id: Uuid::new_v4(),
-                            name: p.name,
-                            version,
-                            dependencies,
-                            source: entry.path.display().to_string(),
-                        },
-                    ));
-                }
-                _ => {
-                    entry.status = FileStatus::Incompatible;
-                    entry.error = Some("the probe reported unparsable metadata".to_owned());
-                }
-            }
+            entry.dependencies.clone_from(&p.dependencies);
+            nodes.push((
+                entries.len(),
+                Node {
+                    id: Uuid::new_v4(),
+                    name: p.name,
+                    version: p.version,
+                    dependencies: p.dependencies,
+                    source: entry.path.display().to_string(),
+                },
+            ));
         }
         entries.push(entry);
     }

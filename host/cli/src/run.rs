@@ -58,7 +58,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     }
     if !args.once {
-        eprintln!("plugin-host: running; press Ctrl-C (or send SIGTERM) to stop");
+        eprintln!(
+            "plugin-host: running; press Ctrl-C (or send SIGTERM; Ctrl-Break on Windows) to stop"
+        );
         wait_for_stop().await;
     }
     let stopped = manager.unload_all_plugins().await;
@@ -96,6 +98,8 @@ fn print_status(manager: &PluginManager, heading: &str) {
     }
 }
 
+/// Waits for a stop request: Ctrl-C or SIGTERM on Unix; Ctrl-C or Ctrl-Break
+/// on Windows. If a signal cannot be watched, the others still stop the host.
 async fn wait_for_stop() {
     #[cfg(unix)]
     {
@@ -112,7 +116,21 @@ async fn wait_for_stop() {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        match tokio::signal::windows::ctrl_break() {
+            Ok(mut ctrl_break) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = ctrl_break.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -21,16 +21,17 @@
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{PluginSummary, Rejection};
+use super::verdict::{MetadataRecord, Rejection};
+use crate::platform;
 
 /// Bumped when the file format changes; other formats are ignored (cold start).
 /// 2: content id (BLAKE3) + optional SHA-256 instead of SHA-256 only.
-const CACHE_FORMAT: u32 = 2;
+/// 3: rejections are one case per loader error (no free-text "other").
+const CACHE_FORMAT: u32 = 3;
 /// A file whose ctime is this close to (or after) its check time is racy.
 pub const RACY_MARGIN_NS: i128 = RACY_MARGIN.as_nanos() as i128;
 /// The racy window: a file changed this close to (or after) its check is checked again.
@@ -55,34 +56,39 @@ pub fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// The stat-level identity of a file.
+/// The stat-level identity of a file (see [`crate::platform`] for what each
+/// field is on each OS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileIdentity {
     /// Canonical path (symlinks resolved).
     pub canonical_path: PathBuf,
-    /// Device id.
+    /// Unix: device id. Windows: volume serial number.
     pub dev: u64,
-    /// Inode number.
+    /// Unix: inode number. Windows: file index.
     pub inode: u64,
     /// Size in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
-    /// Status-change time, nanoseconds since the epoch.
+    /// Unix: status-change time (ctime). Windows: the last-write time again.
+    /// Nanoseconds since the epoch.
     pub ctime_ns: i128,
 }
 
 impl FileIdentity {
-    /// The identity of `canonical_path` with metadata `meta` (from `stat`, not `lstat`).
-    pub fn new(canonical_path: PathBuf, meta: &Metadata) -> Self {
-        Self {
+    /// The identity of `canonical_path` with metadata `meta` (from `stat`, not
+    /// `lstat`). Unix reads it all from `meta`; Windows opens the file for its
+    /// attributes, which can fail.
+    pub fn new(canonical_path: PathBuf, meta: &Metadata) -> std::io::Result<Self> {
+        let stamp = platform::file_stamp(&canonical_path, meta)?;
+        Ok(Self {
             canonical_path,
-            dev: meta.dev(),
-            inode: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
+            dev: stamp.device,
+            inode: stamp.index,
+            size: meta.len(),
+            mtime_ns: stamp.modified_ns,
+            ctime_ns: stamp.changed_ns,
+        })
     }
 }
 
@@ -93,7 +99,7 @@ pub enum CachedVerdict {
     /// Opened, passed abi_stable's layout check under `interface_build_id`, metadata valid.
     Compatible {
         /// Its metadata.
-        plugin: PluginSummary,
+        plugin: MetadataRecord,
     },
     /// The loader refused it.
     Rejected {
@@ -218,7 +224,7 @@ impl ScanCache {
         self.entries.is_empty()
     }
 
-    /// Writes the cache back if it changed: to a temp file (mode 0600) renamed
+    /// Writes the cache back if it changed: to a private temp file (Unix: mode 0600) renamed
     /// over the old one, so readers never see half a file.
     pub fn save(&mut self) -> std::io::Result<()> {
         let Some(path) = self.path.clone() else {
@@ -238,11 +244,10 @@ impl ScanCache {
         })
         .map_err(std::io::Error::other)?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = platform::private_file_options()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&tmp)?;
         file.write_all(&bytes)?;
         drop(file);
@@ -274,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.so");
         std::fs::write(&file, b"one").unwrap();
-        let id = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap());
+        let id = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap()).unwrap();
         let cache_path = dir.path().join("cache.json");
         let mut cache = ScanCache::load(Some(&cache_path));
         cache.insert(entry(id.clone()));
@@ -289,7 +294,7 @@ mod tests {
         );
 
         std::fs::write(&file, b"three").unwrap();
-        let changed = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap());
+        let changed = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap()).unwrap();
         assert_ne!(changed, id);
         assert!(
             matches!(cache.lookup(&changed, "build-1"), Lookup::Miss),
@@ -302,7 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.so");
         std::fs::write(&file, b"one").unwrap();
-        let id = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap());
+        let id = FileIdentity::new(file.clone(), &std::fs::metadata(&file).unwrap()).unwrap();
         let mut cache = ScanCache::load(None);
         let mut e = entry(id.clone());
         e.checked_at_ns = now_ns();

@@ -131,12 +131,12 @@ impl SafetyConfig {
 
 /// Where cache and shadow copies go by default: `$XDG_RUNTIME_DIR/plugin-host`
 /// (a per-user tmpfs, emptied at boot, so a power loss never leaves a
-/// half-written shadow behind), else `<temp dir>/plugin-host-<uid>`.
+/// half-written shadow behind), else `<temp dir>/plugin-host-<uid>` (Windows: `%TEMP%\\plugin-host`, the
+/// temp dir being per user there).
 pub fn default_work_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("plugin-host"),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("plugin-host-{}", unsafe { libc::geteuid() })),
+        None => std::env::temp_dir().join(crate::platform::default_work_dir_name()),
     }
 }
 

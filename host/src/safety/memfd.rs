@@ -220,7 +220,7 @@ fn writer() -> Option<&'static mpsc::Sender<Job>> {
             std::thread::Builder::new()
                 .name("plugin-shadow-writer".into())
                 .spawn(move || {
-                    super::priority::lower_current_thread();
+                    crate::platform::lower_current_thread();
                     for job in rx {
                         match job {
                             // A copy that cannot be written only makes the next
@@ -299,7 +299,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let original = tmp.path().join("a.so");
         std::fs::write(&original, b"hello bytes").unwrap();
-        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
         let sealed = seal_copy(&original, &id, true)
             .unwrap()
             .expect("memfd works here");
@@ -329,7 +330,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let original = tmp.path().join("a.so");
         std::fs::write(&original, b"hello bytes").unwrap();
-        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
         std::fs::write(&original, b"hello").unwrap();
         let err = seal_copy(&original, &id, false).unwrap_err();
         assert!(err.to_string().contains("changed"), "{err}");
@@ -341,7 +343,8 @@ mod tests {
         let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
         let original = tmp.path().join("a.so");
         std::fs::write(&original, b"hello bytes").unwrap();
-        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
         let sealed = seal_copy(&original, &id, false).unwrap().unwrap();
         persist_later(&sealed.path, &shadow, &sealed.hashes.content_id);
         flush_shadow_copies();

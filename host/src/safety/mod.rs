@@ -13,7 +13,8 @@
 //! 4. asks the scan cache ([`cache`]) whether these exact bytes were already
 //!    checked by this exact interface build, else has a separate probe process
 //!    open the copy ([`probe`], [`probe_child`], over [`protocol`]); a probe that
-//!    dies, hangs or sends garbage quarantines the file;
+//!    dies, hangs or sends garbage quarantines the file; what it found is a
+//!    [`verdict::Verdict`];
 //! 5. opens compatible copies in the host ([`crate::loader`]), on a thread of
 //!    their own ([`opener`]) so opening overlaps copying, hashing and probing.
 //!
@@ -29,12 +30,12 @@ pub(crate) mod memfd;
 mod opener;
 pub mod permissions;
 pub mod pipeline;
-pub mod priority;
 pub mod probe;
 pub mod probe_child;
 pub mod protocol;
 pub mod report;
 pub mod shadow;
+pub mod verdict;
 
 pub use config::{default_work_dir, SafetyConfig, SafetyConfigBuilder};
 pub use integrity::write_lockfile;

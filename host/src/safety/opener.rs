@@ -79,7 +79,7 @@ impl Opener {
         let spawned = std::thread::Builder::new()
             .name("plugin-opener".into())
             .spawn(move || {
-                super::priority::lower_current_thread();
+                crate::platform::lower_current_thread();
                 rx.into_iter().map(run).collect::<Vec<_>>()
             });
         if let Ok(thread) = spawned {

@@ -2,12 +2,11 @@
 //! permissions (sshd StrictModes style), symlinks, file type and size.
 
 use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::config::SafetyConfig;
-use super::shadow::euid;
 use crate::error::{Error, Result};
+use crate::platform;
 
 /// A file that passed [`check_file`]: where it really is and what it looks like.
 #[derive(Debug, Clone)]
@@ -21,24 +20,28 @@ pub struct Candidate {
 }
 
 /// With strict permissions: refuses `path` if it is writable by group or others
-/// or owned by a user other than us and root.
+/// or owned by a user other than us and root (Unix). Not enforced on Windows:
+/// there it logs so once per process (see [`crate::platform`]) and
+/// [`PERMISSIONS_ENFORCED`] is `false`.
 pub fn check_owner_and_mode(path: &Path, meta: &Metadata, config: &SafetyConfig) -> Result<()> {
     if !config.strict_permissions {
         return Ok(());
     }
-    let mode = meta.mode() & 0o7777;
-    let owner = meta.uid();
-    let writable_by_others = mode & 0o022 != 0;
-    // A sticky, world-writable directory (like /tmp) still lets others add files
-    // but not replace ours; plugin dirs should not be like that either.
-    if writable_by_others || (owner != euid() && owner != 0) {
-        return Err(Error::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-            owner,
-        });
-    }
-    Ok(())
+    platform::check_owner_and_mode(path, meta)
+}
+
+/// Whether [`check_owner_and_mode`] enforces anything on this platform.
+pub const PERMISSIONS_ENFORCED: bool = platform::PERMISSIONS_ENFORCED;
+
+/// The warning every file report carries where permissions are not enforced.
+pub const NOT_ENFORCED_WARNING: &str = "file and directory permissions are not checked on this \
+     platform (Windows): make sure only administrators and you can write to the plugin directory";
+
+/// The warning a file report gets: [`NOT_ENFORCED_WARNING`] when strict
+/// permissions were asked for but the platform does not enforce them (so the
+/// report never looks as if they had been checked).
+pub fn unenforced_warning(strict: bool, enforced: bool) -> Option<&'static str> {
+    (strict && !enforced).then_some(NOT_ENFORCED_WARNING)
 }
 
 /// Checks a plugin directory itself (strict permissions) and returns its canonical path.
@@ -120,9 +123,10 @@ pub fn check_file(path: &Path, canonical_dir: &Path, config: &SafetyConfig) -> R
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use crate::platform::unix::euid;
     use std::os::unix::fs::PermissionsExt;
 
     fn strict() -> SafetyConfig {
@@ -189,5 +193,36 @@ mod tests {
             check_dir(tmp.path(), &strict()),
             Err(Error::InsecurePermissions { mode: 0o775, .. })
         ));
+    }
+}
+
+/// Platform-independent parts, tested everywhere.
+#[cfg(test)]
+mod any_platform_tests {
+    use super::*;
+
+    #[test]
+    fn asking_for_unenforced_checks_gives_a_warning() {
+        assert_eq!(unenforced_warning(true, false), Some(NOT_ENFORCED_WARNING));
+        assert_eq!(unenforced_warning(true, true), None);
+        assert_eq!(unenforced_warning(false, false), None);
+        assert_eq!(PERMISSIONS_ENFORCED, cfg!(unix));
+    }
+}
+
+/// Windows: the check lets files pass and says so (compiled by the cross check).
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_anyone_may_write_passes_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dll");
+        std::fs::write(&file, b"MZ").unwrap();
+        let strict = SafetyConfig::builder().build().unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(check_owner_and_mode(&file, &meta, &strict).is_ok());
+        assert!(unenforced_warning(strict.strict_permissions, PERMISSIONS_ENFORCED).is_some());
     }
 }

@@ -20,9 +20,9 @@ use super::integrity::Allowlist;
 use super::opener::Opener;
 use super::permissions::{self, Candidate};
 use super::probe::{ProbeOutcome, ProbeWorker};
-use super::protocol::{PluginSummary, Rejection, Verdict};
 use super::report::{Admission, FileReport, ScanReport};
 use super::shadow::{hash_file, Hashes, ShadowDir};
+use super::verdict::{MetadataRecord, Verdict};
 use crate::discovery;
 use crate::error::{Error, Result};
 use crate::loader::{self, LayoutCheck, LayoutVerified, LoadedLibrary};
@@ -50,7 +50,7 @@ pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Resul
     let spawned = std::thread::Builder::new()
         .name("plugin-admission".into())
         .spawn(move || {
-            super::priority::lower_current_thread();
+            crate::platform::lower_current_thread();
             let _ = tx.send(admit_dirs(&dirs, &config));
         });
     if let Err(e) = spawned {
@@ -183,7 +183,19 @@ impl<'a> Pipeline<'a> {
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
         let candidate = permissions::check_file(path, canonical_dir, self.config)?;
-        let identity = FileIdentity::new(candidate.canonical.clone(), &candidate.metadata);
+        if let Some(warning) = permissions::unenforced_warning(
+            self.config.strict_permissions,
+            permissions::PERMISSIONS_ENFORCED,
+        ) {
+            self.admission.report.files[index]
+                .warnings
+                .push(warning.to_owned());
+        }
+        let identity = FileIdentity::new(candidate.canonical.clone(), &candidate.metadata)
+            .map_err(|e| Error::Refused {
+                path: path.to_path_buf(),
+                reason: format!("cannot stat it: {e}"),
+            })?;
         let cached = match self.cache.lookup(&identity, self.build_id) {
             Lookup::Clean(e) => Some((e.clone(), false)),
             Lookup::Racy(e) => Some((e.clone(), true)),
@@ -268,10 +280,13 @@ impl<'a> Pipeline<'a> {
         }
         if self.config.probe {
             if self.worker.is_none() {
-                let (program, args) = self.config.probe_command().inspect_err(|e| {
+                let worker = self.config.probe_command().and_then(|(program, args)| {
+                    ProbeWorker::start(program, args, self.config.probe_timeout)
+                });
+                let worker = worker.inspect_err(|e| {
                     self.unavailable.get_or_insert(e.clone());
                 })?;
-                self.worker = Some(ProbeWorker::start(program, args, self.config.probe_timeout));
+                self.worker = Some(worker);
             }
             self.admission.report.probed += 1;
             if let Some(worker) = &self.worker {
@@ -281,17 +296,15 @@ impl<'a> Pipeline<'a> {
         } else {
             // Probe off (documented risk): check in this process, with the full
             // layout check, on the shadow copy.
-            let verdict = match loader::open_library_as(path, &copied.shadow, LayoutCheck::Verify) {
+            let verdict = match loader::check_library(path, &copied.shadow, LayoutCheck::Verify) {
                 Ok(lib) => {
-                    let plugin = PluginSummary::from_info(&lib.info);
+                    let plugin = MetadataRecord::from_info(&lib.info);
                     if self.load {
                         self.loaded.push((index, lib));
                     }
                     CachedVerdict::Compatible { plugin }
                 }
-                Err(e) => CachedVerdict::Rejected {
-                    rejection: Rejection::from_error(&e),
-                },
+                Err(rejection) => CachedVerdict::Rejected { rejection },
             };
             self.remember(&copied, &verdict);
             self.conclude(index, &copied, verdict, true);
@@ -386,7 +399,14 @@ impl<'a> Pipeline<'a> {
         let report = &mut self.admission.report.files[index];
         match verdict {
             CachedVerdict::Compatible { plugin } => {
-                report.succeed(plugin);
+                // The one conversion of the wire/cache form into the host's metadata.
+                match plugin.to_info(&path) {
+                    Ok(info) => report.succeed(info),
+                    Err(reason) => {
+                        report.fail(Error::InvalidMetadata { path, reason });
+                        return;
+                    }
+                }
                 if self.load && !already_loaded {
                     // SAFETY: `copied.shadow` is either a sealed memory file
                     // (`memfd::seal_copy`: written from exactly the bytes it
@@ -409,7 +429,7 @@ impl<'a> Pipeline<'a> {
                     self.opener.open(index, path, copied.shadow.clone(), proof);
                 }
             }
-            CachedVerdict::Rejected { rejection } => report.fail(rejection.to_error(&path)),
+            CachedVerdict::Rejected { rejection } => report.fail(rejection.into_error(&path)),
             CachedVerdict::Quarantined { reason } => {
                 report.fail(Error::Quarantined { path, reason })
             }

@@ -15,22 +15,17 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::probe_child::CHANNEL_FD;
-use super::protocol::{
-    new_nonce, read_frame, write_frame, FrameError, FromChild, Nonce, ToChild, Verdict,
-};
+use super::protocol::{new_nonce, read_frame, write_frame, FrameError, FromChild, Nonce, ToChild};
+use super::verdict::Verdict;
 use crate::error::Error;
 use crate::loader;
+use crate::platform::{self, ExitReason, ProbeChannel};
 
 /// Requests in flight at once: enough to hide the round trip, small enough that
 /// neither socket buffer can ever fill up.
@@ -61,7 +56,8 @@ pub struct ProbeWorker {
 
 impl ProbeWorker {
     /// Starts the worker thread. No process is started until the first request.
-    pub fn start(program: PathBuf, args: Vec<OsString>, timeout: Duration) -> Self {
+    /// Errors when the thread cannot be started.
+    pub fn start(program: PathBuf, args: Vec<OsString>, timeout: Duration) -> Result<Self, Error> {
         let (req_tx, req_rx) = mpsc::channel();
         let (res_tx, res_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -78,12 +74,12 @@ impl ProbeWorker {
                 driver.run(req_rx, res_tx);
                 driver.started
             })
-            .expect("spawn the probe worker thread");
-        Self {
+            .map_err(|e| Error::Config(format!("cannot start the probe worker thread: {e}")))?;
+        Ok(Self {
             requests: Some(req_tx),
             results: res_rx,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Queues `path` (absolute) for probing; its outcome comes back tagged `key`.
@@ -133,10 +129,51 @@ struct Pending {
 /// A running probe child and its end of the channel.
 struct ProbeProcess {
     child: Child,
-    channel: UnixStream,
+    channel: ProbeChannel,
     nonce: Nonce,
     /// Libraries it has answered for.
     completed: usize,
+}
+
+/// Why the child failed to answer for the oldest request in flight.
+enum Failure {
+    /// It answered with something other than that request's verdict.
+    Unexpected(String),
+    /// It did not answer within the timeout.
+    TimedOut,
+    /// Its frame was malformed.
+    Garbage(String),
+    /// It closed the channel: it died.
+    Died,
+}
+
+/// The files waiting for the probe: queued, and sent but not answered yet (in
+/// request order, each with its request id).
+#[derive(Default)]
+struct Queues {
+    queue: VecDeque<Pending>,
+    inflight: VecDeque<(u64, Pending)>,
+}
+
+impl Queues {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.inflight.is_empty()
+    }
+
+    fn push(&mut self, (key, path): (usize, PathBuf)) {
+        self.queue.push_back(Pending {
+            key,
+            path,
+            suspect: false,
+        });
+    }
+
+    /// Puts everything still in flight back at the front of the queue, in order.
+    fn requeue(&mut self) {
+        while let Some((_, pending)) = self.inflight.pop_back() {
+            self.queue.push_front(pending);
+        }
+    }
 }
 
 struct Driver {
@@ -149,227 +186,184 @@ struct Driver {
 }
 
 impl Driver {
+    /// Serves requests until the request channel is closed and every file has
+    /// an outcome. Each round: take new requests, fill the window, wait for the
+    /// oldest answer.
     fn run(
         &mut self,
         requests: mpsc::Receiver<(usize, PathBuf)>,
         results: mpsc::Sender<(usize, ProbeOutcome)>,
     ) {
-        let mut queue: VecDeque<Pending> = VecDeque::new();
-        let mut inflight: VecDeque<(u64, Pending)> = VecDeque::new();
-        let mut inputs_open = true;
         let emit = |key: usize, outcome: ProbeOutcome| {
             let _ = results.send((key, outcome));
         };
+        let mut queues = Queues::default();
+        let mut inputs_open = true;
         loop {
-            if inflight.is_empty() && queue.is_empty() {
-                if !inputs_open {
-                    break;
-                }
+            if queues.is_empty() {
+                // Idle: block for the next request, or end.
                 match requests.recv() {
-                    Ok((key, path)) => queue.push_back(Pending {
-                        key,
-                        path,
-                        suspect: false,
-                    }),
-                    Err(_) => inputs_open = false,
+                    Ok(request) if inputs_open => queues.push(request),
+                    _ => break,
                 }
-                continue;
             }
             while inputs_open {
                 match requests.try_recv() {
-                    Ok((key, path)) => queue.push_back(Pending {
-                        key,
-                        path,
-                        suspect: false,
-                    }),
+                    Ok(request) => queues.push(request),
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => inputs_open = false,
                 }
             }
-            // Send what the window allows.
-            while inflight.len() < WINDOW && !inflight.front().is_some_and(|(_, p)| p.suspect) {
-                let Some(front) = queue.front() else { break };
-                if front.suspect {
-                    if !inflight.is_empty() {
-                        break;
-                    }
-                    if self.process.as_ref().is_some_and(|p| p.completed > 0) {
-                        self.stop_process();
-                    }
-                }
-                if self.process.is_none() {
-                    if let Err(e) = self.spawn() {
-                        for p in queue.drain(..) {
-                            emit(p.key, ProbeOutcome::Unavailable(e.clone()));
-                        }
-                        break;
-                    }
-                }
-                let pending = queue.pop_front().expect("front exists");
-                let id = self.next_id;
-                self.next_id += 1;
-                let process = self.process.as_mut().expect("spawned above");
-                let request = ToChild::Probe {
-                    id,
-                    path: pending.path.clone(),
-                };
-                let sent = write_frame(&mut NoSigPipe(&process.channel), &process.nonce, &request);
-                inflight.push_back((id, pending));
-                if sent.is_err() {
-                    // The child is gone; reading below finds out why.
-                    break;
-                }
-            }
-            let Some((head_id, _)) = inflight.front() else {
+            self.fill_window(&mut queues, &emit);
+            let Some(&(head_id, _)) = queues.inflight.front() else {
                 continue;
             };
-            let head_id = *head_id;
-            let process = self
-                .process
-                .as_mut()
-                .expect("requests in flight have a process");
-            let deadline = Instant::now() + self.timeout;
-            let answer = read_frame::<FromChild>(
-                &mut DeadlineReader {
-                    stream: &process.channel,
-                    deadline,
-                },
-                Some(&process.nonce),
-            );
-            match answer {
-                Ok((FromChild::Verdict { id, verdict }, _)) if id == head_id => {
-                    process.completed += 1;
-                    let (_, pending) = inflight.pop_front().expect("head exists");
-                    emit(pending.key, ProbeOutcome::Verdict(verdict));
-                }
-                Ok((other, _)) => {
-                    let (_, head) = inflight.pop_front().expect("head exists");
-                    self.stop_process();
-                    emit(
-                        head.key,
-                        ProbeOutcome::Quarantined {
-                            reason: format!(
-                                "the probe sent an unexpected message while opening the library ({})",
-                                short_debug(&other)
-                            ),
-                        },
-                    );
-                    requeue(&mut queue, &mut inflight);
-                }
-                Err(FrameError::Io(e)) if is_timeout(&e) => {
-                    let (_, head) = inflight.pop_front().expect("head exists");
-                    self.stop_process();
-                    emit(
-                        head.key,
-                        ProbeOutcome::Quarantined {
-                            reason: format!(
-                                "opening the library did not finish within {:?} (a constructor that \
-                                 never returns?); the probe process was killed",
-                                self.timeout
-                            ),
-                        },
-                    );
-                    requeue(&mut queue, &mut inflight);
-                }
-                Err(FrameError::Garbage(why)) => {
-                    let (_, head) = inflight.pop_front().expect("head exists");
-                    self.stop_process();
-                    emit(
-                        head.key,
-                        ProbeOutcome::Quarantined {
-                            reason: format!(
-                                "the probe's report was garbage while opening the library ({why}); \
-                                 does the library write to file descriptor {CHANNEL_FD}?"
-                            ),
-                        },
-                    );
-                    requeue(&mut queue, &mut inflight);
-                }
-                Err(FrameError::Closed | FrameError::Io(_)) => {
-                    let completed = process.completed;
-                    let status = self.reap_process();
-                    let (_, mut head) = inflight.pop_front().expect("head exists");
-                    if completed > 0 && !head.suspect {
-                        head.suspect = true;
-                        inflight.push_front((0, head));
-                        requeue(&mut queue, &mut inflight);
-                    } else {
-                        emit(
-                            head.key,
-                            ProbeOutcome::Quarantined {
-                                reason: death_reason(status),
-                            },
-                        );
-                        requeue(&mut queue, &mut inflight);
+            match self.await_answer(head_id) {
+                Ok(verdict) => {
+                    if let Some(process) = self.process.as_mut() {
+                        process.completed += 1;
+                    }
+                    if let Some((_, head)) = queues.inflight.pop_front() {
+                        emit(head.key, ProbeOutcome::Verdict(verdict));
                     }
                 }
+                Err(failure) => self.on_failure(failure, &mut queues, &emit),
             }
         }
         self.stop_process();
     }
 
+    /// Sends queued files while the window allows. A suspect is sent only
+    /// alone, to a fresh child; a child that cannot start makes every queued
+    /// file `Unavailable`.
+    fn fill_window(&mut self, queues: &mut Queues, emit: &impl Fn(usize, ProbeOutcome)) {
+        while queues.inflight.len() < WINDOW
+            && !queues.inflight.front().is_some_and(|(_, p)| p.suspect)
+        {
+            let Some(front) = queues.queue.front() else {
+                break;
+            };
+            if front.suspect {
+                if !queues.inflight.is_empty() {
+                    break;
+                }
+                if self.process.as_ref().is_some_and(|p| p.completed > 0) {
+                    self.stop_process();
+                }
+            }
+            let process = match self.process.take() {
+                Some(process) => process,
+                None => match self.spawn() {
+                    Ok(process) => process,
+                    Err(e) => {
+                        for p in queues.queue.drain(..) {
+                            emit(p.key, ProbeOutcome::Unavailable(e.clone()));
+                        }
+                        break;
+                    }
+                },
+            };
+            let process = self.process.insert(process);
+            let Some(pending) = queues.queue.pop_front() else {
+                break;
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            let request = ToChild::Probe {
+                id,
+                path: pending.path.clone(),
+            };
+            let sent = write_frame(&mut process.channel.writer(), &process.nonce, &request);
+            queues.inflight.push_back((id, pending));
+            if sent.is_err() {
+                // The child is gone; waiting for the answer finds out why.
+                break;
+            }
+        }
+    }
+
+    /// Waits (up to the timeout) for the answer to request `head_id`.
+    fn await_answer(&mut self, head_id: u64) -> Result<Verdict, Failure> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(Failure::Died);
+        };
+        let deadline = Instant::now() + self.timeout;
+        match read_frame::<FromChild>(&mut process.channel.reader(deadline), Some(&process.nonce)) {
+            Ok((FromChild::Verdict { id, verdict }, _)) if id == head_id => Ok(verdict),
+            Ok((other, _)) => Err(Failure::Unexpected(short_debug(&other))),
+            Err(FrameError::Io(e)) if is_timeout(&e) => Err(Failure::TimedOut),
+            Err(FrameError::Garbage(why)) => Err(Failure::Garbage(why)),
+            Err(FrameError::Closed | FrameError::Io(_)) => Err(Failure::Died),
+        }
+    }
+
+    /// The child failed on the oldest file in flight: end the child, then
+    /// quarantine that file — or, if the child died after answering for other
+    /// libraries, probe the file once more alone (see the module docs). The
+    /// rest in flight goes back to the queue.
+    fn on_failure(
+        &mut self,
+        failure: Failure,
+        queues: &mut Queues,
+        emit: &impl Fn(usize, ProbeOutcome),
+    ) {
+        let completed = self.process.as_ref().map_or(0, |p| p.completed);
+        let status = self.reap_process();
+        let Some((_, mut head)) = queues.inflight.pop_front() else {
+            return;
+        };
+        let reason = match failure {
+            Failure::Died if completed > 0 && !head.suspect => {
+                head.suspect = true;
+                queues.inflight.push_front((0, head));
+                queues.requeue();
+                return;
+            }
+            Failure::Died => death_reason(status.as_ref().map(platform::exit_reason)),
+            Failure::Unexpected(what) => {
+                format!("the probe sent an unexpected message while opening the library ({what})")
+            }
+            Failure::TimedOut => format!(
+                "opening the library did not finish within {:?} (a constructor that \
+                 never returns?); the probe process was killed",
+                self.timeout
+            ),
+            Failure::Garbage(why) => format!(
+                "the probe's report was garbage while opening the library ({why}); \
+                 does the library write to {}?",
+                platform::CHANNEL_NAME
+            ),
+        };
+        emit(head.key, ProbeOutcome::Quarantined { reason });
+        queues.requeue();
+    }
+
     /// Starts a child and does the hello/ready handshake.
-    fn spawn(&mut self) -> Result<(), Error> {
-        let program = self.program.clone();
-        let unavailable = move |why: String| {
+    fn spawn(&mut self) -> Result<ProbeProcess, Error> {
+        let unavailable = |why: String| {
             Error::Config(format!(
                 "the plugin probe {} cannot run: {why}",
-                program.display()
+                self.program.display()
             ))
         };
-        let (parent_end, child_end) = UnixStream::pair().map_err(|e| unavailable(e.to_string()))?;
-        let child_fd = child_end.as_raw_fd();
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe calls (dup2, fcntl) on descriptors it owns, plus
-        // setpriority, a plain system call on the child itself (no locks, no
-        // allocation) that lowers its CPU priority for the background probe
-        // (see `super::priority`); its failure is ignored.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setpriority(libc::PRIO_PROCESS, 0, super::priority::BACKGROUND_NICE);
-                if child_fd == CHANNEL_FD {
-                    // Already fd 3: just let it survive exec.
-                    let flags = libc::fcntl(child_fd, libc::F_GETFD);
-                    if flags < 0
-                        || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(child_fd, CHANNEL_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| unavailable(e.to_string()))?;
-        drop(child_end);
+        cmd.args(&self.args);
+        let (child, channel) =
+            ProbeChannel::spawn(cmd, self.timeout).map_err(|e| unavailable(e.to_string()))?;
         self.started += 1;
-        let _ = parent_end.set_write_timeout(Some(self.timeout));
         let nonce = new_nonce();
-        self.process = Some(ProbeProcess {
+        let mut process = ProbeProcess {
             child,
-            channel: parent_end,
+            channel,
             nonce,
             completed: 0,
-        });
-        let process = self.process.as_mut().expect("just set");
-        let handshake = write_frame(&mut NoSigPipe(&process.channel), &nonce, &ToChild::Hello)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                read_frame::<FromChild>(
-                    &mut DeadlineReader {
-                        stream: &process.channel,
-                        deadline: Instant::now() + self.timeout.max(Duration::from_secs(2)),
-                    },
-                    Some(&nonce),
-                )
+        };
+        let deadline = Instant::now() + self.timeout.max(Duration::from_secs(2));
+        let hello = write_frame(&mut process.channel.writer(), &nonce, &ToChild::Hello);
+        let handshake = hello.map_err(|e| e.to_string()).and_then(|()| {
+            read_frame::<FromChild>(&mut process.channel.reader(deadline), Some(&nonce))
                 .map_err(|e| e.to_string())
-            });
+        });
         let failure = match handshake {
             Ok((
                 FromChild::Ready {
@@ -377,7 +371,7 @@ impl Driver {
                 },
                 _,
             )) if interface_build_id == loader::interface_build_id() => {
-                return Ok(());
+                return Ok(process);
             }
             Ok((
                 FromChild::Ready {
@@ -387,13 +381,13 @@ impl Driver {
             )) => format!(
                 "it was built against another plugin interface (build id {}…, this host {}…); \
                  rebuild it together with the host",
-                &interface_build_id[..interface_build_id.len().min(12)],
-                &loader::interface_build_id()[..12]
+                interface_build_id.get(..12).unwrap_or(&interface_build_id),
+                loader::interface_build_id().get(..12).unwrap_or_default()
             ),
             Ok((other, _)) => format!("unexpected first message {}", short_debug(&other)),
             Err(e) => format!("no handshake ({e})"),
         };
-        self.stop_process();
+        let _ = reap(process);
         Err(unavailable(failure))
     }
 
@@ -404,130 +398,50 @@ impl Driver {
         }
     }
 
-    /// Closes the channel, waits briefly for the child to exit, kills it if it
-    /// does not, and returns its exit status.
-    fn reap_process(&mut self) -> Option<ExitStatus> {
-        let ProbeProcess {
-            mut child, channel, ..
-        } = self.process.take()?;
-        drop(channel);
-        let until = Instant::now() + REAP_GRACE;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
-                _ => {
-                    // Our own child, by its handle (pid): never a broad kill.
-                    let _ = child.kill();
-                    return child.wait().ok();
-                }
+    /// Ends the current child, if any, and returns its exit status.
+    fn reap_process(&mut self) -> Option<std::process::ExitStatus> {
+        reap(self.process.take()?)
+    }
+}
+
+/// Closes the channel, waits briefly for the child to exit, kills it if it
+/// does not, and returns its exit status.
+fn reap(process: ProbeProcess) -> Option<std::process::ExitStatus> {
+    let ProbeProcess {
+        mut child, channel, ..
+    } = process;
+    drop(channel);
+    let until = Instant::now() + REAP_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                // Our own child, by its handle (pid): never a broad kill.
+                let _ = child.kill();
+                return child.wait().ok();
             }
         }
     }
 }
 
-/// Puts everything still in flight back at the front of the queue, in order.
-fn requeue(queue: &mut VecDeque<Pending>, inflight: &mut VecDeque<(u64, Pending)>) {
-    while let Some((_, pending)) = inflight.pop_back() {
-        queue.push_front(pending);
-    }
-}
-
 /// Why the probe died, in words.
-fn death_reason(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(s) if s.signal().is_some() => {
-            let sig = s.signal().unwrap_or_default();
-            format!(
-                "the probe process was killed by {} while opening the library",
-                signal_name(sig)
-            )
-        }
-        Some(s) => format!(
-            "the probe process exited (status {}) while opening the library",
-            s.code().map_or("unknown".to_owned(), |c| c.to_string())
-        ),
+fn death_reason(reason: Option<ExitReason>) -> String {
+    match reason {
+        Some(reason) => format!("the probe process {reason} while opening the library"),
         None => "the probe process vanished while opening the library".to_owned(),
     }
-}
-
-/// `SIGSEGV (signal 11)` and friends.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGSYS => "SIGSYS",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "signal",
-    };
-    format!("{name} (signal {sig})")
 }
 
 fn short_debug(message: &FromChild) -> String {
     format!("{message:?}").chars().take(120).collect()
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+fn is_timeout(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
     )
-}
-
-/// Reads that fail with `TimedOut` once `deadline` has passed.
-struct DeadlineReader<'a> {
-    stream: &'a UnixStream,
-    deadline: Instant,
-}
-
-impl Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let now = Instant::now();
-        if now >= self.deadline {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(self.deadline - now))?;
-        let mut stream = self.stream;
-        stream.read(buf)
-    }
-}
-
-/// Writes with `MSG_NOSIGNAL`, so a dead child gives an error, never a SIGPIPE
-/// that would kill a host which did not ignore it.
-struct NoSigPipe<'a>(&'a UnixStream);
-
-impl Write for NoSigPipe<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: `buf` is valid for `buf.len()` bytes and the fd is owned by
-            // the borrowed stream for the duration of the call.
-            let n = unsafe {
-                libc::send(
-                    self.0.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -535,11 +449,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn death_reasons_name_the_signal() {
-        let segv = ExitStatus::from_raw(libc::SIGSEGV);
-        assert!(death_reason(Some(segv)).contains("SIGSEGV (signal 11)"));
-        let exit1 = ExitStatus::from_raw(1 << 8);
-        assert!(death_reason(Some(exit1)).contains("exited (status 1)"));
+    fn death_reasons_name_the_signal_or_exception() {
+        let segv = ExitReason::Signal {
+            number: 11,
+            name: Some("SIGSEGV"),
+        };
+        assert_eq!(
+            death_reason(Some(segv)),
+            "the probe process was killed by SIGSEGV (signal 11) while opening the library"
+        );
+        assert!(death_reason(Some(ExitReason::Code(1))).contains("exited (status 1)"));
+        assert!(death_reason(Some(ExitReason::Exception(0xC000_0005)))
+            .contains("crashed with STATUS_ACCESS_VIOLATION (0xC0000005)"));
+        assert!(death_reason(None).contains("vanished"));
     }
 
     #[test]
@@ -548,7 +470,8 @@ mod tests {
             "/definitely/not/a/probe".into(),
             vec![],
             Duration::from_secs(1),
-        );
+        )
+        .unwrap();
         worker.submit(0, "/x/a.so".into());
         worker.submit(1, "/x/b.so".into());
         let (outcomes, started) = worker.finish();

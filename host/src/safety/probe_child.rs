@@ -1,26 +1,25 @@
 //! The probe child: opens libraries the host has not seen before, in a process
-//! of its own, and reports back over the channel on fd [`CHANNEL_FD`].
+//! of its own, and reports back over the probe channel.
 //!
-//! Started by [`super::probe`] with stdin/stdout/stderr on `/dev/null` and the
-//! channel (one end of a socketpair) as fd 3. It serves many libraries in a row
-//! and exits when the host closes the channel. A library that crashes, aborts
-//! or hangs takes only this process down; the host notices and quarantines it.
+//! Started by [`super::probe`]; the channel is set up by the platform layer
+//! (Unix: a socket on fd 3, stdin/stdout/stderr on `/dev/null`; Windows: the
+//! stdin/stdout pipes, moved to private handles here before any library is
+//! opened, std handles then on `NUL`). It serves many libraries in a row and
+//! exits when the host closes the channel. A library that crashes, aborts or
+//! hangs takes only this process down; the host notices and quarantines it.
 
-use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
-use super::protocol::{
-    read_frame, write_frame, FrameError, FromChild, PluginSummary, Rejection, ToChild, Verdict,
-};
-use crate::loader;
+use super::protocol::{read_frame, write_frame, FrameError, FromChild, ToChild};
+use super::verdict::{MetadataRecord, Verdict};
+use crate::loader::{self, LayoutCheck};
+use crate::platform;
 
-/// The file descriptor the host hands the channel on.
-pub const CHANNEL_FD: RawFd = 3;
-
-/// The whole program of a probe binary: runs the probe protocol on fd 3 (the
-/// channel the host hands over) until the host hangs up, opening each library
-/// the host names in this process and reporting its metadata or why it failed.
+/// The whole program of a probe binary: runs the probe protocol on the channel
+/// the host set up (Unix: fd 3; Windows: stdin/stdout, moved to private handles
+/// before any library is opened) until the host hangs up, opening
+/// each library the host names in this process and reporting its metadata or
+/// why it failed.
 ///
 /// For embedders that ship their own probe binary: its `main` returns this
 /// (`fn main() -> ExitCode { plugbay_host::run_probe_child() }`, as the
@@ -31,16 +30,16 @@ pub const CHANNEL_FD: RawFd = 3;
 /// Exit codes: 0 after the host closed the channel, 2 when started without a
 /// channel (e.g. by hand), 3 on a protocol error.
 pub fn run_probe_child() -> ExitCode {
-    if !channel_fd_is_socket() {
-        eprintln!(
-            "plugin-probe is started by the plugin host to check libraries in isolation; \
-             it is not meant to be run by hand (fd {CHANNEL_FD} is not its channel)"
-        );
-        return ExitCode::from(2);
-    }
-    // SAFETY: fd 3 is an open socket (checked above) that the host set up for
-    // this process alone; nothing else in this process owns it.
-    let mut channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    let mut channel = match platform::take_child_channel() {
+        Ok(channel) => channel,
+        Err(why) => {
+            eprintln!(
+                "plugin-probe is started by the plugin host to check libraries in isolation; \
+                 it is not meant to be run by hand ({why})"
+            );
+            return ExitCode::from(2);
+        }
+    };
     let nonce = match read_frame::<ToChild>(&mut channel, None) {
         Ok((ToChild::Hello, nonce)) => nonce,
         Ok((other, _)) => {
@@ -70,26 +69,14 @@ pub fn run_probe_child() -> ExitCode {
                 return ExitCode::from(3);
             }
         };
-        let verdict = match loader::open_library(&path) {
+        let verdict = match loader::check_library(&path, &path, LayoutCheck::Verify) {
             Ok(lib) => Verdict::Compatible {
-                plugin: PluginSummary::from_info(&lib.info),
+                plugin: MetadataRecord::from_info(&lib.info),
             },
-            Err(e) => Verdict::Rejected {
-                rejection: Rejection::from_error(&e),
-            },
+            Err(rejection) => Verdict::Rejected { rejection },
         };
         if write_frame(&mut channel, &nonce, &FromChild::Verdict { id, verdict }).is_err() {
             return ExitCode::from(3);
         }
-    }
-}
-
-/// Whether fd 3 is open and a socket.
-fn channel_fd_is_socket() -> bool {
-    // SAFETY: fstat only writes into the zeroed struct we pass; an invalid fd
-    // makes it return -1, which we check.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(CHANNEL_FD, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
     }
 }

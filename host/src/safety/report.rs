@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::protocol::PluginSummary;
 use crate::error::Error;
+use crate::info::PluginInfo;
 use crate::loader::LoadedLibrary;
 
 /// The outcome class of one file.
@@ -61,7 +61,7 @@ pub struct FileReport {
     #[serde(skip)]
     pub error: Option<Error>,
     /// Metadata, when compatible.
-    pub plugin: Option<PluginSummary>,
+    pub plugin: Option<PluginInfo>,
     /// BLAKE3 of its bytes (names its shadow copy), when known.
     pub content_id: Option<String>,
     /// SHA-256 of its bytes; computed only when an allowlist is configured.
@@ -97,7 +97,7 @@ impl FileReport {
         self.plugin = None;
     }
 
-    pub(crate) fn succeed(&mut self, plugin: PluginSummary) {
+    pub(crate) fn succeed(&mut self, plugin: PluginInfo) {
         self.status = FileStatus::Ok;
         self.reason = None;
         self.error = None;

@@ -1,12 +1,12 @@
 //! Shadow copies: the host maps a private copy of each library, never the file
 //! the user placed.
 //!
-//! Copies live in a host-owned directory (mode 0700) and are named by their
+//! Copies live in a host-owned directory (Unix: mode 0700) and are named by their
 //! content id (BLAKE3), so (1) the bytes the probe checked are the bytes the host
 //! maps — the probe opens the very same copy; (2) truncating, replacing or
 //! rewriting the original in place cannot touch mapped pages (dlopen of a file
 //! that is then overwritten in place segfaults; of a truncated one, SIGBUS); (3)
-//! identical files share one copy. Copies are made read-only (0500) and written
+//! identical files share one copy. Copies are made read-only (Unix: 0500) and written
 //! under a temporary name, then renamed, so a copy with a content-id name is
 //! always complete while the system runs. The copy is not fsynced (cost); the
 //! default shadow directory is under `$XDG_RUNTIME_DIR` (tmpfs) when set, which a
@@ -16,9 +16,14 @@
 //! 2.5× faster than SHA-256 with SHA-NI here). SHA-256 is what allowlists list,
 //! so it is computed too — in the same pass — only when an allowlist is
 //! configured ([`Hashes::sha256`]).
-use std::fs::{File, OpenOptions};
+//!
+//! On Windows shadow copies matter even more: a loaded `.dll` cannot be
+//! overwritten or deleted, so without them a plugin author could not rebuild
+//! a plugin while the host runs. The modes and ownership checks are the
+//! platform layer's ([`crate::platform`]); on Windows they are weaker (a
+//! read-only attribute, the per-user directory's ACL).
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +32,7 @@ use sha2::{Digest, Sha256};
 use super::cache::FileIdentity;
 
 use crate::error::{Error, Result};
+use crate::platform;
 
 /// Bytes read per chunk while hashing and copying: small enough to stay in L2
 /// between the hash and the write.
@@ -76,16 +82,10 @@ pub struct ShadowDir {
     dir: PathBuf,
 }
 
-/// The current effective uid.
-pub(crate) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 impl ShadowDir {
-    /// Opens (creating if needed, mode 0700) the shadow directory. Refuses a
-    /// directory that is a symlink, not owned by this user, or accessible by
-    /// group/others: whoever can write there could swap the bytes we map.
+    /// Opens (creating if needed) the shadow directory. Refuses a directory
+    /// that is a symlink; on Unix also one not owned by this user, and makes it
+    /// private (0700): whoever can write there could swap the bytes we map.
     pub fn open(dir: &Path) -> Result<Self> {
         let io_err = |e: std::io::Error| {
             Error::Config(format!(
@@ -101,24 +101,14 @@ impl ShadowDir {
                 reason: "the shadow directory is not a directory (a symlink?)".into(),
             });
         }
-        if meta.uid() != euid() {
-            return Err(Error::InsecurePermissions {
-                path: dir.to_path_buf(),
-                mode: meta.mode() & 0o7777,
-                owner: meta.uid(),
-            });
-        }
-        if meta.mode() & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_err)?;
-        }
+        platform::secure_private_dir(dir, &meta)?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })
     }
 
     /// The directory.
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub fn path(&self) -> &Path {
         &self.dir
     }
@@ -131,13 +121,13 @@ impl ShadowDir {
         ))
     }
 
-    /// The existing copy of content `content_id`, if it is a regular file owned
-    /// by us, not writable by others, with the expected size.
+    /// The existing copy of content `content_id`, if it is a private copy (Unix:
+    /// a regular file owned by us, not writable by others; Windows: a regular
+    /// read-only file) with the expected size.
     pub fn existing(&self, content_id: &str, size: u64) -> Option<PathBuf> {
         let path = self.path_for(content_id);
         let meta = std::fs::symlink_metadata(&path).ok()?;
-        (meta.is_file() && meta.uid() == euid() && meta.mode() & 0o022 == 0 && meta.len() == size)
-            .then_some(path)
+        (platform::is_private_copy(&meta) && meta.len() == size).then_some(path)
     }
 
     /// Copies `original` into the shadow directory while hashing it, in one
@@ -159,7 +149,11 @@ impl ShadowDir {
         let meta = src
             .metadata()
             .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
-        if meta.ino() != expected.inode || meta.dev() != expected.dev || meta.len() != expected.size
+        let stamp =
+            platform::open_file_stamp(&src).map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+        if stamp.index != expected.inode
+            || stamp.device != expected.dev
+            || meta.len() != expected.size
         {
             return Err(refuse("it changed while being admitted; scan again".into()));
         }
@@ -175,10 +169,9 @@ impl ShadowDir {
                 self.dir.display()
             ))
         };
-        let mut dst = OpenOptions::new()
+        let mut dst = platform::private_file_options()
             .write(true)
             .create_new(true)
-            .mode(0o600)
             .open(&tmp)
             .map_err(shadow_err)?;
         let result = (|| {
@@ -213,11 +206,15 @@ impl ShadowDir {
             }
         };
         let target = self.path_for(&hashes.content_id);
-        let finish = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500))
-            .and_then(|()| std::fs::rename(&tmp, &target));
+        let finish = platform::make_read_only(&tmp).and_then(|()| std::fs::rename(&tmp, &target));
         if let Err(e) = finish {
             let _ = std::fs::remove_file(&tmp);
-            return Err(shadow_err(e));
+            // Windows cannot replace a read-only or loaded file: an existing
+            // complete copy of the same content is what we wanted anyway.
+            return match self.existing(&hashes.content_id, expected.size) {
+                Some(existing) => Ok((hashes, existing)),
+                None => Err(shadow_err(e)),
+            };
         }
         Ok((hashes, target))
     }
@@ -249,16 +246,22 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn copy_is_named_by_hash_read_only_in_a_private_dir() {
         let tmp = tempfile::tempdir().unwrap();
         let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
-        let mode = std::fs::metadata(shadow.path()).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        #[cfg(unix)]
+        assert_eq!(
+            std::fs::metadata(shadow.path()).unwrap().mode() & 0o777,
+            0o700
+        );
         let original = tmp.path().join("a.so");
         std::fs::write(&original, b"hello bytes").unwrap();
-        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
         let (hashes, copy) = shadow.copy_in(&original, &id, true).unwrap();
         assert_eq!(hashes, hash_file(&original, true).unwrap());
         // Same as `printf 'hello bytes' | sha256sum`.
@@ -276,7 +279,9 @@ mod tests {
         let sha = hashes.content_id;
         assert_eq!(copy, shadow.path_for(&sha));
         assert_eq!(std::fs::read(&copy).unwrap(), b"hello bytes");
+        #[cfg(unix)]
         assert_eq!(std::fs::metadata(&copy).unwrap().mode() & 0o777, 0o500);
+        assert!(std::fs::metadata(&copy).unwrap().permissions().readonly());
         assert_eq!(shadow.existing(&sha, 11), Some(copy.clone()));
         assert_eq!(shadow.existing(&sha, 12), None);
         // The original can be truncated: the copy keeps its bytes.
@@ -290,7 +295,8 @@ mod tests {
         let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
         let original = tmp.path().join("a.so");
         std::fs::write(&original, b"hello bytes").unwrap();
-        let id = FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap());
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
         std::fs::write(&original, b"hello").unwrap();
         let err = shadow.copy_in(&original, &id, false).unwrap_err();
         assert!(matches!(err, Error::Refused { .. }), "{err}");

@@ -72,6 +72,14 @@ fn open(dir: PathBuf) -> PluginStateManager {
 }
 
 /// Makes writes past `limit` bytes fail with EFBIG instead of killing us.
+/// Unix only (`RLIMIT_FSIZE`); the tests that use `fill` run on Unix only.
+#[cfg(not(unix))]
+fn limit_file_size(_limit: u64) {
+    panic!("`fill` needs RLIMIT_FSIZE, which only Unix has");
+}
+
+/// Makes writes past `limit` bytes fail with EFBIG instead of killing us.
+#[cfg(unix)]
 fn limit_file_size(limit: u64) {
     let rlim = libc::rlimit {
         rlim_cur: limit,

@@ -1,8 +1,13 @@
 //! Integration tests against real built libraries: one binary, a module per concern.
+//! Modules that use Unix permissions, symlinks or signals run on Unix only.
 
+#[cfg(unix)]
 mod authoring;
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
 mod cli_call;
+#[cfg(unix)]
 mod crash;
 mod dag_props;
 mod dependencies;
@@ -13,11 +18,17 @@ mod loading;
 mod manager_lifecycle;
 mod manager_state;
 mod reentrancy;
+#[cfg(unix)]
 mod safety;
+#[cfg(unix)]
 mod safety_cache;
+#[cfg(unix)]
 mod safety_integrity;
+#[cfg(unix)]
 mod safety_shadow;
+#[cfg(unix)]
 mod safety_support;
+#[cfg(unix)]
 mod state;
 mod storm;
 mod support;

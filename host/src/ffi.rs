@@ -40,7 +40,7 @@ thread_local! {
 }
 
 /// The library-side object of one plugin, across its lives.
-enum Slot {
+enum Instance {
     /// No instance yet.
     Empty,
     /// Created (and possibly initialized); accepts every call.
@@ -65,7 +65,6 @@ enum Need {
 
 /// A plugin living in a native library.
 pub struct FfiPlugin {
-    info: PluginInfo,
     /// The instance: created by the first `load_state`/`initialize`, kept after
     /// `shutdown` (so its final state can be saved), replaced on the next load.
     ///
@@ -74,7 +73,8 @@ pub struct FfiPlugin {
     /// (it is a `parking_lot` lock and only taken inside `spawn_blocking`).
     /// Re-entrant calls into the same plugin are refused by the call chain
     /// before they reach this lock.
-    instance: Arc<Mutex<Slot>>,
+    instance: Arc<Mutex<Instance>>,
+    /// The opened library, with its metadata (the one copy: [`Plugin::info`]).
     library: LoadedLibrary,
 }
 
@@ -82,8 +82,7 @@ impl FfiPlugin {
     /// Wraps a library opened by the loader.
     pub fn new(library: LoadedLibrary) -> Self {
         Self {
-            info: library.info.clone(),
-            instance: Arc::new(Mutex::new(Slot::Empty)),
+            instance: Arc::new(Mutex::new(Instance::Empty)),
             library,
         }
     }
@@ -99,7 +98,7 @@ impl FfiPlugin {
     ) -> Result<T, PluginError> {
         let instance = Arc::clone(&self.instance);
         let module = self.library.module;
-        let name = self.info.name.clone();
+        let name = self.library.info.name.clone();
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) else {
@@ -107,12 +106,12 @@ impl FfiPlugin {
                     "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
                 )));
             };
-            if need == Need::LiveOrFresh && !matches!(*guard, Slot::Live(_)) {
+            if need == Need::LiveOrFresh && !matches!(*guard, Instance::Live(_)) {
                 // The old instance (if any) is dropped here, on this blocking thread.
-                *guard = Slot::Live((module.new_instance())().into_result()?);
+                *guard = Instance::Live((module.new_instance())().into_result()?);
             }
             let plugin = match (&mut *guard, need) {
-                (Slot::Live(p), _) | (Slot::Stopped(p), Need::Any) => p,
+                (Instance::Live(p), _) | (Instance::Stopped(p), Need::Any) => p,
                 _ => {
                     return Err(PluginError::failed(format!(
                         "plugin `{name}` has no live instance for {operation} (it is not initialized)"
@@ -123,8 +122,8 @@ impl FfiPlugin {
             let result = f(plugin);
             CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
             if need == Need::LiveThenStop {
-                if let Slot::Live(p) = std::mem::replace(&mut *guard, Slot::Empty) {
-                    *guard = Slot::Stopped(p);
+                if let Instance::Live(p) = std::mem::replace(&mut *guard, Instance::Empty) {
+                    *guard = Instance::Stopped(p);
                 }
             }
             result
@@ -142,7 +141,7 @@ impl FfiPlugin {
 #[async_trait]
 impl Plugin for FfiPlugin {
     fn info(&self) -> &PluginInfo {
-        &self.info
+        &self.library.info
     }
 
     async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError> {

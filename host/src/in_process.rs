@@ -13,7 +13,7 @@
 //!             _ => Err(plugbay_api::PluginError::unknown_method(&method)),
 //!         }
 //!     })
-//!     .build();
+//!     .build()?;
 //! let manager = PluginManager::default();
 //! let id = manager.register_plugin(echo.clone())?;
 //! manager.load_plugin(id).await?;
@@ -32,6 +32,7 @@ use plugbay_api::PluginError;
 use serde_json::Value;
 
 use crate::context::PluginContext;
+use crate::error::Error;
 use crate::info::{DependencySpec, PluginInfo};
 use crate::plugin::Plugin;
 
@@ -119,11 +120,20 @@ pub struct InProcessPlugin {
 }
 
 impl InProcessPlugin {
-    /// Starts building a plugin called `name` at `version` (semver; panics if invalid).
+    /// Starts building a plugin called `name` at `version` (semver: an invalid
+    /// one makes [`InProcessBuilder::build`] fail).
     pub fn builder(name: &str, version: &str) -> InProcessBuilder {
+        let (info, invalid) = match PluginInfo::in_process(name, version) {
+            Ok(info) => (info, None),
+            Err(e) => (
+                PluginInfo::in_process_at(name, semver::Version::new(0, 0, 0)),
+                Some(e),
+            ),
+        };
         InProcessBuilder {
+            invalid,
             plugin: InProcessPlugin {
-                info: PluginInfo::in_process(name, version),
+                info,
                 on_initialize: None,
                 on_shutdown: None,
                 on_call: None,
@@ -146,6 +156,8 @@ impl InProcessPlugin {
 #[must_use]
 pub struct InProcessBuilder {
     plugin: InProcessPlugin,
+    /// The first invalid input (version, dependency requirement), reported by `build`.
+    invalid: Option<Error>,
 }
 
 impl InProcessBuilder {
@@ -155,21 +167,23 @@ impl InProcessBuilder {
         self
     }
 
-    /// Adds a required dependency (panics on an invalid requirement).
-    pub fn depends_on(mut self, name: &str, requirement: &str) -> Self {
-        self.plugin
-            .info
-            .dependencies
-            .push(DependencySpec::required(name, requirement));
-        self
+    /// Adds a required dependency (an invalid requirement makes `build` fail).
+    pub fn depends_on(self, name: &str, requirement: &str) -> Self {
+        self.dependency(DependencySpec::required(name, requirement))
     }
 
-    /// Adds an optional dependency (panics on an invalid requirement).
-    pub fn optionally_depends_on(mut self, name: &str, requirement: &str) -> Self {
-        self.plugin
-            .info
-            .dependencies
-            .push(DependencySpec::optional(name, requirement));
+    /// Adds an optional dependency (an invalid requirement makes `build` fail).
+    pub fn optionally_depends_on(self, name: &str, requirement: &str) -> Self {
+        self.dependency(DependencySpec::optional(name, requirement))
+    }
+
+    fn dependency(mut self, spec: Result<DependencySpec, Error>) -> Self {
+        match spec {
+            Ok(spec) => self.plugin.info.dependencies.push(spec),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
         self
     }
 
@@ -223,9 +237,14 @@ impl InProcessBuilder {
         self
     }
 
-    /// The finished plugin, in an `Arc` so it can be registered and still observed.
-    pub fn build(self) -> Arc<InProcessPlugin> {
-        Arc::new(self.plugin)
+    /// The finished plugin, in an `Arc` so it can be registered and still
+    /// observed. Fails with [`Error::Config`] naming the plugin (or the
+    /// dependency) when its version or a dependency requirement is not semver.
+    pub fn build(self) -> Result<Arc<InProcessPlugin>, Error> {
+        match self.invalid {
+            Some(e) => Err(e),
+            None => Ok(Arc::new(self.plugin)),
+        }
     }
 }
 
@@ -291,5 +310,36 @@ impl Plugin for InProcessPlugin {
             Some(f) => f(ctx, method.to_owned(), args).await,
             None => Err(PluginError::unknown_method(method)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_input_is_an_error_from_build() {
+        let err = InProcessPlugin::builder("x", "not-semver")
+            .build()
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("plugin `x` has an invalid version")),
+            "{err:?}"
+        );
+        let err = InProcessPlugin::builder("x", "1.0.0")
+            .depends_on("y", "not a requirement")
+            .build()
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("dependency `y` has an invalid requirement")),
+            "{err:?}"
+        );
+        let ok = InProcessPlugin::builder("x", "1.0.0")
+            .optionally_depends_on("y", "^1")
+            .build()
+            .unwrap();
+        assert!(ok.info().dependencies[0].optional);
     }
 }

@@ -7,6 +7,8 @@ use plugbay_api::PluginMetadata;
 use semver::{Version, VersionReq};
 use serde::Serialize;
 
+use crate::error::Error;
+
 /// One declared dependency, with its requirement parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DependencySpec {
@@ -20,21 +22,27 @@ pub struct DependencySpec {
 }
 
 impl DependencySpec {
-    /// A required dependency (panics on an invalid requirement: for tests and literals).
-    pub fn required(name: &str, requirement: &str) -> Self {
-        Self {
+    /// A required dependency on `name`; fails with [`Error::Config`] naming the
+    /// dependency when `requirement` is not a semver requirement.
+    pub fn required(name: &str, requirement: &str) -> Result<Self, Error> {
+        let requirement = VersionReq::parse(requirement).map_err(|e| {
+            Error::Config(format!(
+                "dependency `{name}` has an invalid requirement {requirement:?}: {e}"
+            ))
+        })?;
+        Ok(Self {
             name: name.to_owned(),
-            requirement: VersionReq::parse(requirement).expect("valid semver requirement"),
+            requirement,
             optional: false,
-        }
+        })
     }
 
-    /// An optional dependency (panics on an invalid requirement: for tests and literals).
-    pub fn optional(name: &str, requirement: &str) -> Self {
-        Self {
+    /// An optional dependency on `name` (see [`DependencySpec::required`]).
+    pub fn optional(name: &str, requirement: &str) -> Result<Self, Error> {
+        Ok(Self {
             optional: true,
-            ..Self::required(name, requirement)
-        }
+            ..Self::required(name, requirement)?
+        })
     }
 }
 
@@ -76,11 +84,22 @@ pub struct PluginInfo {
 }
 
 impl PluginInfo {
-    /// Metadata for an in-process plugin (panics on an invalid version: for literals).
-    pub fn in_process(name: &str, version: &str) -> Self {
+    /// Metadata for an in-process plugin; fails with [`Error::Config`] naming
+    /// the plugin when `version` is not a semver version.
+    pub fn in_process(name: &str, version: &str) -> Result<Self, Error> {
+        let version = Version::parse(version).map_err(|e| {
+            Error::Config(format!(
+                "plugin `{name}` has an invalid version {version:?}: {e}"
+            ))
+        })?;
+        Ok(Self::in_process_at(name, version))
+    }
+
+    /// Metadata for an in-process plugin at an already parsed `version`.
+    pub fn in_process_at(name: &str, version: Version) -> Self {
         Self {
             name: name.to_owned(),
-            version: Version::parse(version).expect("valid semver version"),
+            version,
             description: String::new(),
             dependencies: Vec::new(),
             interface_version: plugbay_api::INTERFACE_VERSION.to_owned(),
@@ -139,4 +158,28 @@ pub(crate) fn display<T: fmt::Display, S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_versions_are_errors_naming_the_plugin() {
+        let err = PluginInfo::in_process("x", "one").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.starts_with("plugin `x` has an invalid version \"one\"")),
+            "{err:?}"
+        );
+        let err = DependencySpec::required("y", ">>1").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.starts_with("dependency `y` has an invalid requirement \">>1\"")),
+            "{err:?}"
+        );
+        assert!(DependencySpec::optional("y", "~1").unwrap().optional);
+        assert_eq!(
+            PluginInfo::in_process("x", "1.2.3").unwrap().version,
+            Version::new(1, 2, 3)
+        );
+    }
 }

@@ -10,9 +10,12 @@ use serde_json::Value;
 use crate::context::PluginContext;
 use crate::info::PluginInfo;
 
-/// A plugin as the manager drives it. All methods may be called from any task;
-/// the manager serializes lifecycle calls (initialize, shutdown, load/save state)
-/// per plugin, but `call` may run concurrently with other calls.
+/// A plugin as the manager drives it. All methods may be called from any task.
+/// The manager serializes lifecycle calls per plugin: `initialize`, `shutdown`,
+/// `load_state` and `save_state` (also a checkpoint by
+/// [`crate::PluginManager::save_all_states`]) run one at a time, under the
+/// plugin's lifecycle lock. `call` runs only while the plugin is Active and may
+/// run concurrently with other calls and with a checkpoint's `save_state`.
 ///
 /// A panic inside any method is caught by the manager and reported as
 /// [`crate::Error::PluginPanicked`].

@@ -3,6 +3,9 @@
 //!
 //! Only std, so it compiles in a second and needs nothing installed.
 
+mod loom;
+mod tidy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -22,12 +25,14 @@ tasks:
   bench           all benchmarks in release: criterion micro-benches, then the
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
+  tidy            repository hygiene checks (xtask/src/tidy.rs)
+  loom            the loom model of the call gate (host/src/manager/gate.rs)
   package         package the publishable crates (plugbay-api, plugbay-host,
                   plugbay-cli) and build each from its tarball, then a publish dry run
   cross           type-check + clippy -D warnings for x86_64-pc-windows-gnu and
                   aarch64-apple-darwin (installs the distribution toolchain if root)
-  ci              fmt check, clippy -D warnings on all targets, cross, docs, test,
-                  package, bench --quick
+  ci              fmt check, tidy, clippy -D warnings on all targets, cross, docs,
+                  test, loom, package, bench --quick
 ";
 
 fn main() -> ExitCode {
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
             Some(other) => Err(format!("unknown bench option `{other}`\n\n{USAGE}")),
         },
         Some("cross") => cross::cross(&root()),
+        Some("tidy") => tidy::run(&root()),
+        Some("loom") => exec(loom::command(cargo(), &root().join("target").join("loom"))),
         Some("package") => package(),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
@@ -154,6 +161,7 @@ fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     exec(fmt)?;
+    tidy::run(&root())?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -169,6 +177,7 @@ fn ci() -> Result<(), String> {
     cross::cross(&root())?;
     docs()?;
     test()?;
+    exec(loom::command(cargo(), &root().join("target").join("loom")))?;
     package()?;
     bench(true)
 }

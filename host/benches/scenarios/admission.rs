@@ -9,7 +9,7 @@
 //! - `tick-managed DIR`: `PluginManager::load_directory` while the 1 ms
 //!   tickers run (see [`crate::tick`]);
 //! - `tick-admission DIR WORK`: a cold admission (`admit_dirs_async`, on the
-//!   blocking pool) while the tickers run.
+//!   pipeline's own admission and opener threads) while the tickers run.
 //!
 //! The probe binary is the `plugin-probe` cargo builds next to this bench.
 

@@ -1,5 +1,5 @@
 //! Baselines the scenarios compare against. These are deliberately the designs the
-//! spec replaces; they live only in benchmark code.
+//! manager avoids (ARCHITECTURE.md, "Locking"); they live only in benchmark code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use plugbay_host::{Plugin, PluginContext};
 use uuid::Uuid;
 
-/// The spec's "before" manager: one registry lock and one status lock, both held
+/// The naive "before" manager: one registry lock and one status lock, both held
 /// across the plugin's `initialize().await`, so concurrent loads serialize.
 pub struct GlobalLockManager {
     plugins: tokio::sync::RwLock<HashMap<Uuid, Arc<dyn Plugin>>>,
@@ -30,7 +30,7 @@ impl GlobalLockManager {
         id
     }
 
-    /// The spec's "before" `load_plugin`, guard for guard.
+    /// The naive "before" `load_plugin`, guard for guard.
     pub async fn load_plugin(&self, id: Uuid) -> Result<(), String> {
         let plugins = self.plugins.read().await;
         let mut status = self.status.write().await;

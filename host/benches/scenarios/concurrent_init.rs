@@ -1,5 +1,5 @@
 //! `concurrent_init_speedup_vs_global_lock`: plugins whose `initialize` awaits
-//! 10 ms, loaded by `PluginManager::load_all_plugins` vs the spec's "before"
+//! 10 ms, loaded by `PluginManager::load_all_plugins` vs the naive "before"
 //! manager that holds one global lock across every `initialize().await`
 //! ([`crate::baselines::GlobalLockManager`]).
 

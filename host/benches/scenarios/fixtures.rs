@@ -23,9 +23,10 @@ pub struct BenchPlugin {
 impl BenchPlugin {
     /// A plugin called `name` (version 1.0.0) depending on `deps` (`^1` each).
     pub fn new(name: &str, deps: &[String], init_delay: Duration) -> Self {
-        let mut info = PluginInfo::in_process(name, "1.0.0");
+        let mut info = PluginInfo::in_process(name, "1.0.0").expect("a literal semver version");
         for d in deps {
-            info = info.with_dependency(DependencySpec::required(d, "^1"));
+            info = info
+                .with_dependency(DependencySpec::required(d, "^1").expect("a literal requirement"));
         }
         Self {
             info,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::guard::run_call;
+use super::plugin_code::run_call;
 use super::registry::Slot;
 use super::Inner;
 use crate::context::CallChain;

@@ -1,4 +1,5 @@
-//! Registering every plugin library found in a directory.
+//! Registering every plugin library found in a directory, admitted through
+//! the safety pipeline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,39 +39,63 @@ impl DirectoryReport {
     }
 }
 
-pub(crate) async fn load_directory(manager: &PluginManager, dir: &Path) -> Result<DirectoryReport> {
-    // Discovery, permission checks, the preflight probe (or its cache), shadow
-    // copies and the opening itself all run off the async workers.
-    let admission =
-        admit_dirs_async(vec![dir.to_path_buf()], manager.config().safety().clone()).await?;
-    if let Some(e) = admission.report.files.iter().find_map(|f| match &f.error {
-        Some(e @ Error::DirUnreadable { .. }) => Some(e.clone()),
-        _ => None,
-    }) {
-        // The directory itself could not be read.
-        return Err(e);
-    }
-    let mut report = DirectoryReport::default();
-    for file in admission.report.problems() {
-        let error = file.error.clone().unwrap_or_else(|| Error::Refused {
-            path: file.path.clone(),
-            reason: file.reason.clone().unwrap_or_else(|| "not admitted".into()),
-        });
-        tracing::warn!(path = %file.path.display(), error = %error, "plugin library not registered");
-        report.failed.push((file.path.clone(), error));
-    }
-    for library in admission.libraries {
-        let path = library.path.clone();
-        let name = library.info.name.clone();
-        match manager.register_plugin(Arc::new(FfiPlugin::new(library))) {
-            Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");
-                report.failed.push((path, e));
+impl PluginManager {
+    /// Finds the plugin libraries in `dir`, admits each through the safety
+    /// pipeline (checks, shadow copy, probe) and registers it. Admission runs
+    /// off the async workers: files are checked, copied and probed on the
+    /// pipeline's admission thread while its own opener thread opens the
+    /// verified copies (never the blocking pool). A file
+    /// that fails gets its own error in the report; the others are still
+    /// registered. Fails as a whole only when the directory cannot be read.
+    pub async fn load_directory(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
+        let dir = dir.as_ref();
+        // Discovery, permission checks, the preflight probe (or its cache) and
+        // shadow copies run on the pipeline's admission thread, the opening on
+        // its opener thread: none on the async workers.
+        let admission =
+            admit_dirs_async(vec![dir.to_path_buf()], self.config().safety().clone()).await?;
+        if let Some(e) = admission.report.files.iter().find_map(|f| match &f.error {
+            Some(e @ Error::DirUnreadable { .. }) => Some(e.clone()),
+            _ => None,
+        }) {
+            // The directory itself could not be read.
+            return Err(e);
+        }
+        let mut report = DirectoryReport::default();
+        for file in admission.report.problems() {
+            let error = file.error.clone().unwrap_or_else(|| Error::Refused {
+                path: file.path.clone(),
+                reason: file.reason.clone().unwrap_or_else(|| "not admitted".into()),
+            });
+            tracing::warn!(path = %file.path.display(), error = %error, "plugin library not registered");
+            report.failed.push((file.path.clone(), error));
+        }
+        for library in admission.libraries {
+            let path = library.path.clone();
+            let name = library.info.name.clone();
+            match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
+                Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");
+                    report.failed.push((path, e));
+                }
             }
         }
+        report.registered.sort_by(|a, b| a.path.cmp(&b.path));
+        report.failed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(report)
     }
-    report.registered.sort_by(|a, b| a.path.cmp(&b.path));
-    report.failed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(report)
+
+    /// [`PluginManager::load_directory`] for every configured plugin directory;
+    /// an unreadable directory is an error entry in the report.
+    pub async fn load_plugin_dirs(&self) -> DirectoryReport {
+        let mut report = DirectoryReport::default();
+        for dir in self.config().plugin_dirs().to_vec() {
+            match self.load_directory(&dir).await {
+                Ok(r) => report.merge(r),
+                Err(e) => report.failed.push((dir, e)),
+            }
+        }
+        report
+    }
 }

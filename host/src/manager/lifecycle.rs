@@ -1,11 +1,14 @@
 //! The lifecycle state machine: states, the transitions allowed between them,
-//! and the events published when a plugin changes state.
+//! the events published when a plugin changes state, and
+//! [`Inner::transition`], the one function that changes a plugin's state.
 
 use std::fmt;
 
 use uuid::Uuid;
 
-use crate::error::Error;
+use super::registry::Slot;
+use super::Inner;
+use crate::error::{Error, Result};
 
 /// Where a plugin is in its life.
 ///
@@ -119,6 +122,29 @@ pub struct LifecycleEvent {
     pub from: PluginState,
     /// The state after.
     pub to: PluginState,
+}
+
+impl Inner {
+    /// Moves `slot` to `to` and publishes the event; returns the previous state.
+    ///
+    /// The only way a plugin's state changes. The rules (the state machine, and
+    /// "a plugin held up by dependents cannot leave `Active`") are checked and
+    /// the state written in one critical section of the slot's gate
+    /// ([`super::gate::Gate::write_transition`]); the event follows. Only the
+    /// holder of the slot's lifecycle lock calls this, so events of one plugin
+    /// are published in the order its transitions happened.
+    pub(super) fn transition(&self, slot: &Slot, to: PluginState) -> Result<PluginState> {
+        let from = slot.gate.write_transition(&slot.name, to.clone())?;
+        tracing::debug!(plugin = %slot.name, from = from.name(), to = to.name(), "lifecycle");
+        // Ignored when nobody listens.
+        let _ = self.events.send(LifecycleEvent {
+            id: slot.id,
+            name: slot.name.clone(),
+            from: from.clone(),
+            to,
+        });
+        Ok(from)
+    }
 }
 
 #[cfg(test)]

@@ -6,23 +6,25 @@
 //! only in small synchronous functions; each plugin's lifecycle is serialized by
 //! its own `tokio` mutex; calls never take a lifecycle lock.
 
-mod batch;
+mod batch_report;
 mod call;
 mod config;
-mod deps;
+mod dependency_holds;
 mod directory;
-mod guard;
+mod gate;
 mod lifecycle;
 mod load;
-mod path;
+mod persistence;
+mod plugin_code;
+mod reentry;
 mod registry;
 mod schedule;
 mod services;
+mod tasks;
 mod unload;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
@@ -30,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use batch::{BatchReport, PluginOutcome};
+pub use batch_report::{BatchReport, PluginOutcome};
 pub use config::{
     ManagerConfig, ManagerConfigBuilder, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
 };
@@ -150,25 +152,6 @@ impl Inner {
         PluginContext::new(&slot.name, chain, host)
     }
 
-    /// Moves `slot` to `to` and publishes the event. Only the holder of the
-    /// slot's lifecycle lock calls this.
-    fn set_state(&self, slot: &Slot, to: PluginState) -> Result<()> {
-        let from = slot.transition(to.clone())?;
-        self.emit(slot, from, to);
-        Ok(())
-    }
-
-    /// Publishes one transition (ignored when nobody listens).
-    fn emit(&self, slot: &Slot, from: PluginState, to: PluginState) {
-        tracing::debug!(plugin = %slot.name, from = from.name(), to = to.name(), "lifecycle");
-        let _ = self.events.send(LifecycleEvent {
-            id: slot.id,
-            name: slot.name.clone(),
-            from,
-            to,
-        });
-    }
-
     fn slot(&self, id: Uuid) -> Result<Arc<Slot>> {
         self.registry.get(id).ok_or(Error::NotFound(id))
     }
@@ -181,38 +164,6 @@ impl Inner {
                 .get_by_name(name)
                 .ok_or_else(|| Error::NotFoundByName(name.clone())),
         }
-    }
-}
-
-/// Runs a lifecycle operation on its own task, carrying the lifecycle path, so
-/// cancelling the caller cannot leave the plugin half-way through a transition.
-async fn detached(
-    plugin: &str,
-    operation: &str,
-    work: impl Future<Output = Result<()>> + Send + 'static,
-) -> Result<()> {
-    let path = path::current();
-    tokio::spawn(path::within(path, work))
-        .await
-        .unwrap_or_else(|join| {
-            Err(Error::PluginFailed {
-                plugin: plugin.to_owned(),
-                operation: operation.to_owned(),
-                kind: plugbay_api::ErrorKind::Host,
-                reason: format!("the manager task running it ended abnormally: {join}"),
-            })
-        })
-}
-
-/// The report of a batch task: a panic in it (a manager bug) is re-raised in
-/// the caller; a cancelled task (the runtime is shutting down) reports nothing.
-fn joined(result: std::result::Result<BatchReport, tokio::task::JoinError>) -> BatchReport {
-    match result {
-        Ok(report) => report,
-        Err(e) => match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(_) => BatchReport::default(),
-        },
     }
 }
 
@@ -275,19 +226,15 @@ impl PluginManager {
     /// Saves the state of every Active plugin now, concurrently (a checkpoint;
     /// states are also saved when each plugin unloads). Without a state dir,
     /// returns nothing.
+    ///
+    /// Each save runs under the plugin's lifecycle lock, like every other
+    /// state operation, so it never overlaps that plugin's `initialize` or
+    /// `shutdown`: an unload that starts meanwhile waits for the save. A plugin
+    /// whose lifecycle lock is already held is skipped, not waited for: an
+    /// unload is under way (its shutdown saves the state itself) or another
+    /// checkpoint is saving it.
     pub async fn save_all_states(&self) -> Vec<(String, Result<SaveOutcome>)> {
-        let Some(state) = self.state_manager().cloned() else {
-            return Vec::new();
-        };
-        let active: Vec<Arc<dyn Plugin>> = self
-            .inner
-            .registry
-            .snapshot()
-            .into_iter()
-            .filter(|s| s.state().is_active())
-            .map(|s| Arc::clone(&s.plugin))
-            .collect();
-        state.save_all_states(&active).await
+        self.inner.checkpoint().await
     }
 
     /// The configuration the manager was built with.
@@ -316,7 +263,7 @@ impl PluginManager {
         let slot = self.inner.slot(id)?;
         let inner = Arc::clone(&self.inner);
         let name = slot.name.clone();
-        detached(
+        tasks::detached(
             &name,
             "unregister",
             async move { inner.unregister(&slot).await },
@@ -341,7 +288,7 @@ impl PluginManager {
         let slot = self.inner.slot(id)?;
         let inner = Arc::clone(&self.inner);
         let name = slot.name.clone();
-        detached(&name, "load", async move {
+        tasks::detached(&name, "load", async move {
             inner.load_with_dependencies(&slot).await
         })
         .await
@@ -364,7 +311,7 @@ impl PluginManager {
         let slot = self.inner.slot(id)?;
         let inner = Arc::clone(&self.inner);
         let name = slot.name.clone();
-        detached(&name, "unload", async move {
+        tasks::detached(&name, "unload", async move {
             if options.cascade {
                 inner.unload_cascade(slot).await
             } else {
@@ -382,30 +329,26 @@ impl PluginManager {
     /// (load them with another call). Returns each planned plugin's outcome.
     pub async fn load_all_plugins(&self) -> BatchReport {
         let inner = Arc::clone(&self.inner);
-        let path = path::current();
-        let task = tokio::spawn(path::within(
-            path,
-            async move { batch::load_all(&inner).await },
-        ));
-        joined(task.await)
+        tasks::joined(tasks::spawn(
+            async move { schedule::load_all(&inner).await },
+        ))
+        .await
     }
 
     /// Unloads every plugin, dependents before their dependencies, independent
     /// ones in parallel. Returns each plugin's outcome.
     pub async fn unload_all_plugins(&self) -> BatchReport {
         let inner = Arc::clone(&self.inner);
-        let path = path::current();
-        let task = tokio::spawn(path::within(path, async move {
-            batch::unload_all(&inner).await
-        }));
-        joined(task.await)
+        tasks::joined(tasks::spawn(
+            async move { schedule::unload_all(&inner).await },
+        ))
+        .await
     }
 
     /// Resolves the registered plugins' dependencies into a start plan
     /// (topological waves, each plugin's resolved dependencies, and the plugins
-    /// that cannot start with the reason). Two phases, as the spec asks: a
-    /// snapshot under the registry's short read lock, then the resolver with no
-    /// lock held.
+    /// that cannot start with the reason). Two phases: a snapshot under the
+    /// registry's short read lock, then the resolver with no lock held.
     pub fn resolve_dependencies(&self) -> Plan {
         self.inner.plan()
     }
@@ -477,27 +420,6 @@ impl PluginManager {
         self.inner
             .call_slot(&slot, CallChain::default(), method, args)
             .await
-    }
-
-    /// Finds the plugin libraries in `dir`, opens them concurrently on the
-    /// blocking pool and registers each. A file that fails gets its own error in
-    /// the report; the others are still registered. Fails as a whole only when
-    /// the directory cannot be read.
-    pub async fn load_directory(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
-        directory::load_directory(self, dir.as_ref()).await
-    }
-
-    /// [`PluginManager::load_directory`] for every configured plugin directory;
-    /// an unreadable directory is an error entry in the report.
-    pub async fn load_plugin_dirs(&self) -> DirectoryReport {
-        let mut report = DirectoryReport::default();
-        for dir in self.inner.config.plugin_dirs().to_vec() {
-            match self.load_directory(&dir).await {
-                Ok(r) => report.merge(r),
-                Err(e) => report.failed.push((dir, e)),
-            }
-        }
-        report
     }
 
     /// The JSON configuration the plugin `name` sees (`Value::Null` when none).

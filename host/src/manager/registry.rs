@@ -1,20 +1,20 @@
-//! The registry: which plugins exist, and each plugin's slot (its state, its
-//! call gate and its lifecycle lock).
+//! The registry: which plugins exist, and each plugin's slot (its gate and its
+//! lifecycle lock).
 //!
 //! Every `parking_lot` lock here is taken only inside the small synchronous
-//! methods of this file. None of them awaits, calls plugin code, does I/O or
+//! methods of this file (the gate's own lock: `gate.rs`). None of them awaits, calls plugin code, does I/O or
 //! takes a second lock while holding one, so they can neither deadlock with each
 //! other nor stall the async runtime.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use parking_lot::RwLock;
 use uuid::Uuid;
 
+use super::gate::Gate;
 use super::lifecycle::PluginState;
 use crate::error::{Error, Result};
 use crate::plugin::Plugin;
@@ -31,195 +31,48 @@ pub(crate) struct Slot {
     pub(crate) source: String,
     /// Registration order, for stable listings.
     pub(crate) seq: u64,
-    /// Guards: the plugin's lifecycle state, its in-flight call count, the
-    /// dependents holding it up, the dependencies it holds, and its removed flag.
-    ///
-    /// A `parking_lot` mutex because every access is a few field reads or writes:
-    /// it is locked only inside the synchronous methods of `Slot`, never held
-    /// across `.await`, and no other lock is taken while it is held.
-    cell: Mutex<Cell>,
-    /// Wakes an unload waiting for the in-flight calls to drain. Not a lock.
-    drained: Notify,
-    /// Serializes this plugin's lifecycle operations (load, unload, unregister):
-    /// the holder is the only one allowed to change `cell.state`, and it holds
-    /// the lock across the plugin's `initialize`/`shutdown` awaits — which is why
-    /// it is a `tokio` mutex. One per plugin, never a global lock. Calls into the
-    /// plugin never take it (they go through the call gate in `cell`), so a
-    /// callback into a plugin that is mid-transition cannot wait on it.
+    /// Its state, call gate and dependency holds (the `Gate::cell` lock and
+    /// the drain wake-up are documented in `gate.rs`).
+    pub(crate) gate: Gate,
+    /// Serializes this plugin's lifecycle operations (load, unload, unregister,
+    /// block, state checkpoints): the holder is the only one allowed to change
+    /// its state, and it holds the lock across the plugin's
+    /// `initialize`/`shutdown` awaits — which is why it is a `tokio` mutex. One
+    /// per plugin, never a global lock. Calls into the plugin never take it
+    /// (they go through the call gate), so a callback into a plugin that is
+    /// mid-transition cannot wait on it.
     pub(crate) lifecycle: tokio::sync::Mutex<()>,
-}
-
-/// The mutable part of a [`Slot`], behind `Slot::cell`.
-struct Cell {
-    state: PluginState,
-    /// Calls admitted by the gate and not yet finished.
-    in_flight: usize,
-    /// Dependents that hold this plugin up (they are initializing, active or
-    /// shutting down); while any does, this plugin cannot leave `Active`.
-    users: BTreeMap<Uuid, String>,
-    /// The dependencies this plugin holds up while it is not idle.
-    holds: Vec<Arc<Slot>>,
-    /// Set once the plugin is unregistered; every later operation sees `NotFound`.
-    removed: bool,
-}
-
-/// What [`Slot::begin_shutdown`] decided.
-pub(crate) enum ShutdownStart {
-    /// The plugin went from `Active` to `ShuttingDown`; run its shutdown.
-    Started,
-    /// Nothing to do: the plugin is idle.
-    Idle,
 }
 
 impl Slot {
     /// The current state.
     pub(crate) fn state(&self) -> PluginState {
-        self.cell.lock().state.clone()
+        self.gate.state()
     }
 
     /// Whether the plugin has been unregistered.
     pub(crate) fn is_removed(&self) -> bool {
-        self.cell.lock().removed
-    }
-
-    /// Moves to `to` if the state machine allows it; returns the previous state,
-    /// or [`Error::InvalidTransition`].
-    pub(crate) fn transition(&self, to: PluginState) -> Result<PluginState> {
-        let mut cell = self.cell.lock();
-        if !cell.state.can_become(&to) {
-            return Err(Error::InvalidTransition {
-                plugin: self.name.clone(),
-                from: cell.state.name().to_owned(),
-                to: to.name().to_owned(),
-            });
-        }
-        Ok(std::mem::replace(&mut cell.state, to))
-    }
-
-    /// In one critical section: refuses with [`Error::InUse`] while dependents
-    /// hold the plugin up, otherwise moves `Active` to `ShuttingDown` (closing the
-    /// call gate). Idle states are reported as they are.
-    pub(crate) fn begin_shutdown(&self) -> Result<ShutdownStart> {
-        let mut cell = self.cell.lock();
-        match &cell.state {
-            PluginState::Active if !cell.users.is_empty() => Err(Error::InUse {
-                plugin: self.name.clone(),
-                dependents: sorted_names(&cell.users),
-            }),
-            PluginState::Active => {
-                cell.state = PluginState::ShuttingDown;
-                Ok(ShutdownStart::Started)
-            }
-            idle if idle.is_idle() => Ok(ShutdownStart::Idle),
-            other => Err(Error::InvalidTransition {
-                plugin: self.name.clone(),
-                from: other.name().to_owned(),
-                to: PluginState::ShuttingDown.name().to_owned(),
-            }),
-        }
-    }
-
-    /// Records `dependent` as holding this plugin up, if this plugin is Active
-    /// (and registered). Otherwise returns the state that prevents it.
-    pub(crate) fn acquire_user(&self, dependent: Uuid, name: &str) -> Result<(), PluginState> {
-        let mut cell = self.cell.lock();
-        if cell.removed {
-            return Err(PluginState::Unloaded);
-        }
-        if !cell.state.is_active() {
-            return Err(cell.state.clone());
-        }
-        cell.users.insert(dependent, name.to_owned());
-        Ok(())
-    }
-
-    /// Forgets `dependent` as a user.
-    pub(crate) fn release_user(&self, dependent: Uuid) {
-        self.cell.lock().users.remove(&dependent);
+        self.gate.is_removed()
     }
 
     /// The names of the dependents currently holding this plugin up, sorted.
     pub(crate) fn users(&self) -> Vec<String> {
-        sorted_names(&self.cell.lock().users)
+        self.gate.users()
     }
 
     /// The ids of the dependents currently holding this plugin up.
     pub(crate) fn user_ids(&self) -> Vec<Uuid> {
-        self.cell.lock().users.keys().copied().collect()
-    }
-
-    /// Stores the dependencies this plugin now holds up.
-    pub(crate) fn set_holds(&self, holds: Vec<Arc<Slot>>) {
-        self.cell.lock().holds = holds;
-    }
-
-    /// Takes the dependencies this plugin holds up (to release them).
-    pub(crate) fn take_holds(&self) -> Vec<Arc<Slot>> {
-        std::mem::take(&mut self.cell.lock().holds)
+        self.gate.user_ids()
     }
 
     /// Admits one call if the plugin is Active; the returned guard keeps the
     /// shutdown waiting until it is dropped.
     pub(crate) fn enter_call(self: &Arc<Self>) -> Result<CallGuard> {
-        let mut cell = self.cell.lock();
-        if cell.removed {
-            return Err(Error::NotFoundByName(self.name.clone()));
-        }
-        if !cell.state.is_active() {
-            return Err(Error::NotActive {
-                plugin: self.name.clone(),
-                state: cell.state.to_string(),
-            });
-        }
-        cell.in_flight += 1;
+        self.gate.enter_call(&self.name)?;
         Ok(CallGuard {
             slot: Arc::clone(self),
         })
     }
-
-    /// Waits until no admitted call is running. Call after the gate is closed
-    /// (state `ShuttingDown`), or new calls may keep arriving.
-    pub(crate) async fn drain_calls(&self) {
-        loop {
-            let notified = self.drained.notified();
-            tokio::pin!(notified);
-            // Register interest before checking, so a wake-up between the check
-            // and the await is not lost.
-            notified.as_mut().enable();
-            if self.cell.lock().in_flight == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Marks the plugin removed if it is idle and nobody holds it up; otherwise
-    /// returns the error that prevents it.
-    pub(crate) fn mark_removed(&self) -> Result<()> {
-        let mut cell = self.cell.lock();
-        if !cell.users.is_empty() {
-            return Err(Error::InUse {
-                plugin: self.name.clone(),
-                dependents: sorted_names(&cell.users),
-            });
-        }
-        if !cell.state.is_idle() {
-            return Err(Error::InvalidTransition {
-                plugin: self.name.clone(),
-                from: cell.state.name().to_owned(),
-                to: "unregistered".to_owned(),
-            });
-        }
-        cell.removed = true;
-        Ok(())
-    }
-}
-
-/// The names in a users map, sorted by name.
-fn sorted_names(users: &BTreeMap<Uuid, String>) -> Vec<String> {
-    let mut names: Vec<String> = users.values().cloned().collect();
-    names.sort();
-    names
 }
 
 /// An admitted call; dropping it lets a waiting shutdown proceed.
@@ -229,14 +82,7 @@ pub(crate) struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        let now_idle = {
-            let mut cell = self.slot.cell.lock();
-            cell.in_flight -= 1;
-            cell.in_flight == 0
-        };
-        if now_idle {
-            self.slot.drained.notify_waiters();
-        }
+        self.slot.gate.exit_call();
     }
 }
 
@@ -307,14 +153,7 @@ impl Registry {
             plugin,
             source,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
-            cell: Mutex::new(Cell {
-                state: PluginState::Registered,
-                in_flight: 0,
-                users: BTreeMap::new(),
-                holds: Vec::new(),
-                removed: false,
-            }),
-            drained: Notify::new(),
+            gate: Gate::new(),
             lifecycle: tokio::sync::Mutex::new(()),
         });
         let mut maps = self.maps.write();

@@ -1,46 +1,27 @@
-//! Starting a set of plugins by a resolved [`Plan`]: each plugin starts as soon
-//! as its dependencies have finished starting, at most `max_parallel` initialize
-//! at once, and a plugin whose required dependency failed ends
-//! `Failed(DependencyFailed)` without its initialize running.
+//! The one place that orders starts and stops of several plugins.
+//!
+//! Starting by a resolved [`Plan`]: each plugin starts as soon as its
+//! dependencies have finished starting, at most `max_parallel` initialize at
+//! once, and a plugin whose required dependency failed ends
+//! `Failed(DependencyFailed)` without its initialize running
+//! ([`Inner::block`]). Stopping everything: each plugin as soon as every
+//! plugin holding it up is done, independent ones in parallel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::path;
+use super::batch_report::{BatchReport, PluginOutcome};
+use super::lifecycle::PluginState;
+use super::reentry;
 use super::registry::Slot;
+use super::tasks::{outcome, task_failed, Outcome};
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::resolve::{self, Plan};
-
-/// One plugin's outcome in a batch, awaitable by every plugin that must wait for it.
-pub(crate) type Outcome = Shared<BoxFuture<'static, Result<()>>>;
-
-/// A spawned task's result as an [`Outcome`]; a task that ended abnormally (a
-/// manager bug) becomes an error naming the plugin and the operation. Only that
-/// rare path reads the name, so the hot path allocates nothing for it.
-pub(crate) fn outcome(
-    slot: Arc<Slot>,
-    operation: &'static str,
-    task: tokio::task::JoinHandle<Result<()>>,
-) -> Outcome {
-    task.map(move |joined| {
-        joined.unwrap_or_else(|e| {
-            Err(Error::PluginFailed {
-                plugin: slot.name.clone(),
-                operation: operation.to_owned(),
-                kind: plugbay_api::ErrorKind::Host,
-                reason: format!("the manager task running it ended abnormally: {e}"),
-            })
-        })
-    })
-    .boxed()
-    .shared()
-}
 
 /// One plugin of a [`Inner::start`] batch.
 struct Job {
@@ -89,7 +70,7 @@ impl Inner {
         let wanted: HashSet<Uuid> = targets.iter().copied().collect();
         let max_parallel = self.config.max_parallel();
         let permits = Arc::new(Semaphore::new(max_parallel));
-        let caller_path = path::current();
+        let caller_path = reentry::current();
         let mut results: HashMap<Uuid, Result<()>> = HashMap::with_capacity(targets.len());
 
         // Startable targets in wave order, then blocked ones; dependencies by position.
@@ -146,14 +127,7 @@ impl Inner {
                 break;
             };
             let job = &mut jobs[i];
-            let result = joined.unwrap_or_else(|e| {
-                Err(Error::PluginFailed {
-                    plugin: job.slot.name.clone(),
-                    operation: "load".to_owned(),
-                    kind: plugbay_api::ErrorKind::Host,
-                    reason: format!("the manager task running it ended abnormally: {e}"),
-                })
-            });
+            let result = joined.unwrap_or_else(|e| Err(task_failed(&job.slot.name, "load", e)));
             results.insert(job.slot.id, result);
             for d in std::mem::take(&mut job.dependents) {
                 jobs[d].waiting -= 1;
@@ -176,7 +150,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let slot = Arc::clone(&jobs[i].slot);
         if let Some(cause) = jobs[i].blocked.take() {
-            return tokio::spawn(path::within(caller_path.clone(), async move {
+            return tokio::spawn(reentry::within(caller_path.clone(), async move {
                 inner.block(&slot, cause).await
             }));
         }
@@ -186,7 +160,7 @@ impl Inner {
             .map(|&d| Arc::clone(&jobs[d].slot))
             .collect();
         let permits = Arc::clone(permits);
-        tokio::spawn(path::within(caller_path.clone(), async move {
+        tokio::spawn(reentry::within(caller_path.clone(), async move {
             if let Some(failed) = Self::failed_required_dependency(&slot, &deps) {
                 let cause = Error::DependencyFailed {
                     plugin: slot.name.clone(),
@@ -253,4 +227,99 @@ impl Inner {
             .remove(&slot.id)
             .unwrap_or(Err(Error::NotFound(slot.id)))
     }
+}
+
+/// Loads every registered plugin by the resolved plan (see `Inner::start`).
+pub(crate) async fn load_all(inner: &Arc<Inner>) -> BatchReport {
+    let plan = inner.plan();
+    let slots = inner.registry.snapshot();
+    // Every plugin of the snapshot the plan knows about (registered since: not in it).
+    let targets: Vec<Uuid> = slots
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| plan.is_startable(*id) || plan.blocked.contains_key(id))
+        .collect();
+    let mut results = inner.start(&plan, &targets).await;
+    let mut report = BatchReport::default();
+    for slot in slots {
+        if let Some(result) = results.remove(&slot.id) {
+            report.outcomes.push(PluginOutcome {
+                id: slot.id,
+                name: slot.name.clone(),
+                result,
+            });
+        }
+    }
+    report
+}
+
+impl Inner {
+    /// Marks an idle plugin Failed with `cause` without running its code, and
+    /// returns the cause. An Active plugin is left alone (it already runs).
+    pub(crate) async fn block(self: &Arc<Self>, slot: &Arc<Slot>, cause: Error) -> Result<()> {
+        if reentry::contains(slot.id) {
+            return Err(cause);
+        }
+        let _lifecycle = slot.lifecycle.lock().await;
+        let state = slot.state();
+        if state.is_active() {
+            return Ok(());
+        }
+        if state.is_idle() && !slot.is_removed() {
+            self.transition(slot, PluginState::Failed(Box::new(cause.clone())))?;
+        }
+        Err(cause)
+    }
+}
+
+/// Unloads every plugin: each as soon as every plugin holding it up is done,
+/// independent ones in parallel. The order comes from who holds whom right now
+/// (the exact reverse of the order the running plugins were started in).
+pub(crate) async fn unload_all(inner: &Arc<Inner>) -> BatchReport {
+    let slots = inner.registry.snapshot();
+    let holders: HashMap<Uuid, Vec<Uuid>> = slots.iter().map(|s| (s.id, s.user_ids())).collect();
+    let caller_path = reentry::current();
+    let mut outcomes: HashMap<Uuid, Outcome> = HashMap::new();
+    let mut pending: Vec<Arc<Slot>> = slots.clone();
+    // Each plugin's task is created after its holders' tasks, so it can await them.
+    while !pending.is_empty() {
+        let (mut ready, mut rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|s| {
+            holders[&s.id]
+                .iter()
+                .all(|u| outcomes.contains_key(u) || !holders.contains_key(u))
+        });
+        if ready.is_empty() {
+            // Holding is acyclic (a plugin only holds plugins that were Active
+            // before it started), so this never happens; never loop forever anyway.
+            std::mem::swap(&mut ready, &mut rest);
+        }
+        for slot in ready {
+            let waits: Vec<Outcome> = holders[&slot.id]
+                .iter()
+                .filter_map(|u| outcomes.get(u).cloned())
+                .collect();
+            let id = slot.id;
+            let inner = Arc::clone(inner);
+            let task_slot = Arc::clone(&slot);
+            let task = tokio::spawn(reentry::within(caller_path.clone(), async move {
+                for w in waits {
+                    let _ = w.await;
+                }
+                inner.unload(&task_slot).await
+            }));
+            outcomes.insert(id, outcome(slot, "unload", task));
+        }
+        pending = rest;
+    }
+    let mut report = BatchReport::default();
+    for slot in slots {
+        if let Some(outcome) = outcomes.remove(&slot.id) {
+            report.outcomes.push(PluginOutcome {
+                id: slot.id,
+                name: slot.name.clone(),
+                result: outcome.await,
+            });
+        }
+    }
+    report
 }

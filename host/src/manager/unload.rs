@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::guard::{run_phase, Phase};
 use super::lifecycle::PluginState;
-use super::path;
-use super::registry::{ShutdownStart, Slot};
+use super::plugin_code::{run_phase, Phase};
+use super::reentry;
+use super::registry::Slot;
 use super::Inner;
 use crate::context::CallChain;
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ impl Inner {
                 Ok(())
             };
         }
-        self.refuse_reentry(slot, PluginState::Unloaded.name())?;
+        reentry::refuse(slot, PluginState::Unloaded.name())?;
         let _lifecycle = slot.lifecycle.lock().await;
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
@@ -33,16 +33,17 @@ impl Inner {
 
     /// Shuts `slot` down if it is Active; the caller holds `slot.lifecycle`.
     pub(crate) async fn unload_locked(&self, slot: &Arc<Slot>) -> Result<()> {
-        match slot.begin_shutdown()? {
-            ShutdownStart::Idle => return Ok(()),
-            ShutdownStart::Started => {
-                self.emit(slot, PluginState::Active, PluginState::ShuttingDown)
-            }
+        if slot.state().is_idle() {
+            // Only the lifecycle lock's holder changes the state: still idle.
+            return Ok(());
         }
+        // Closes the call gate, or refuses with `InUse` while dependents hold
+        // the plugin up (checked in the same step).
+        self.transition(slot, PluginState::ShuttingDown)?;
         let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
-        let work = path::entering(slot.id, async {
+        let work = reentry::entering(slot.id, async {
             // The gate is closed; let the calls already inside finish first.
-            slot.drain_calls().await;
+            slot.gate.drain_calls().await;
             slot.plugin.shutdown(ctx).await
         });
         let mut outcome = run_phase(
@@ -61,13 +62,13 @@ impl Inner {
         self.release_holds(slot);
         match outcome {
             Ok(()) => {
-                self.set_state(slot, PluginState::Unloaded)?;
+                self.transition(slot, PluginState::Unloaded)?;
                 tracing::info!(plugin = %slot.name, "unloaded");
                 Ok(())
             }
             Err(cause) => {
                 tracing::warn!(plugin = %slot.name, error = %cause, "shutdown failed");
-                self.set_state(slot, PluginState::Failed(Box::new(cause.clone())))?;
+                self.transition(slot, PluginState::Failed(Box::new(cause.clone())))?;
                 Err(cause)
             }
         }
@@ -113,13 +114,13 @@ impl Inner {
 
     /// Shuts `slot` down if needed and removes it from the registry.
     pub(crate) async fn unregister(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
-        self.refuse_reentry(slot, "unregistered")?;
+        reentry::refuse(slot, "unregistered")?;
         let _lifecycle = slot.lifecycle.lock().await;
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
         }
         self.unload_locked(slot).await?;
-        slot.mark_removed()?;
+        slot.gate.mark_removed(&slot.name)?;
         self.registry.remove(slot.id);
         tracing::info!(plugin = %slot.name, "unregistered");
         Ok(())

@@ -58,7 +58,7 @@ fn build(raw: &[(usize, Vec<RawDep>)], pick: impl Fn(usize, &Index) -> Option<us
                         ),
                         _ => (format!("missing{t}"), "*".to_owned()),
                     };
-                    let spec = DependencySpec::required(&name, &requirement);
+                    let spec = DependencySpec::required(&name, &requirement).unwrap();
                     Some(DependencySpec {
                         optional: d.optional,
                         ..spec

@@ -6,11 +6,11 @@ use super::{resolve, Node, Plan};
 use crate::{DependencySpec, Error};
 
 fn req(name: &str, requirement: &str) -> DependencySpec {
-    DependencySpec::required(name, requirement)
+    DependencySpec::required(name, requirement).unwrap()
 }
 
 fn opt(name: &str, requirement: &str) -> DependencySpec {
-    DependencySpec::optional(name, requirement)
+    DependencySpec::optional(name, requirement).unwrap()
 }
 
 fn node(name: &str, version: &str, dependencies: Vec<DependencySpec>) -> Node {

@@ -266,7 +266,8 @@ mod tests {
     #[test]
     fn a_record_converts_to_the_same_metadata() {
         let info = PluginInfo::in_process("greeter", "1.2.3")
-            .with_dependency(DependencySpec::optional("hello", "^1"));
+            .unwrap()
+            .with_dependency(DependencySpec::optional("hello", "^1").unwrap());
         let path = Path::new("/plugins/greeter.so");
         let back = MetadataRecord::from_info(&info).to_info(path).unwrap();
         assert_eq!(back.version, info.version);

@@ -85,6 +85,7 @@ fn build(specs: &[Spec], i: usize, log: &Log) -> Arc<InProcessPlugin> {
         async { Ok(()) }
     })
     .build()
+    .unwrap()
 }
 
 /// Which plugins can start: not failing themselves, and every required

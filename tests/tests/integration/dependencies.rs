@@ -1,10 +1,9 @@
-//! Dependency-aware lifecycle (issue 4): start order, failure propagation,
-//! reverse unload order, InUse and cascade, registration during load_all,
-//! parallel start.
+//! Dependency-aware lifecycle: start order, failure propagation, reverse
+//! unload order, InUse and cascade, registration during load_all, parallel start.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plugbay_api::PluginError;
 use plugbay_host::{
@@ -43,11 +42,19 @@ async fn chain_starts_in_order_and_stops_in_reverse() {
     let m = manager(4);
     let log = Log::default();
     // Registered dependents-first, so registration order is not the start order.
-    m.register_plugin(recording("c", "1.0.0", &[("b", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("b", "1.0.0", &[("a", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("a", "1.0.0", &[], &log).build())
+    m.register_plugin(
+        recording("c", "1.0.0", &[("b", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("b", "1.0.0", &[("a", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(recording("a", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
     let plan = m.resolve_dependencies();
     let names = |wave: &Vec<Uuid>| -> Vec<String> {
@@ -75,12 +82,20 @@ async fn diamond_initializes_the_shared_dependency_exactly_once() {
     let detector = DeadlockDetector::start();
     let m = manager(8);
     let log = Log::default();
-    let base = recording("base", "1.0.0", &[], &log).build();
+    let base = recording("base", "1.0.0", &[], &log).build().unwrap();
     m.register_plugin(base.clone()).unwrap();
-    m.register_plugin(recording("left", "1.0.0", &[("base", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("right", "1.0.0", &[("base", "^1", false)], &log).build())
-        .unwrap();
+    m.register_plugin(
+        recording("left", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("right", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let top = m
         .register_plugin(
             recording(
@@ -89,7 +104,8 @@ async fn diamond_initializes_the_shared_dependency_exactly_once() {
                 &[("left", "^1", false), ("right", "^1", false)],
                 &log,
             )
-            .build(),
+            .build()
+            .unwrap(),
         )
         .unwrap();
     // A batch and ten direct loads of the top race each other.
@@ -125,10 +141,14 @@ async fn a_cycle_names_every_member_and_starts_none_of_them() {
     let m = manager(4);
     let log = Log::default();
     for (name, dep) in [("a", "b"), ("b", "c"), ("c", "a"), ("behind", "a")] {
-        m.register_plugin(recording(name, "1.0.0", &[(dep, "^1", false)], &log).build())
-            .unwrap();
+        m.register_plugin(
+            recording(name, "1.0.0", &[(dep, "^1", false)], &log)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
     }
-    m.register_plugin(recording("free", "1.0.0", &[], &log).build())
+    m.register_plugin(recording("free", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
     let report = m.load_all_plugins().await;
     for member in ["a", "b", "c"] {
@@ -161,14 +181,26 @@ async fn a_cycle_names_every_member_and_starts_none_of_them() {
 async fn missing_and_conflicting_dependencies_block_only_their_dependents() {
     let m = manager(4);
     let log = Log::default();
-    m.register_plugin(recording("base", "1.0.0", &[], &log).build())
+    m.register_plugin(recording("base", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("lonely", "1.0.0", &[("ghost", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("picky", "1.0.0", &[("base", "^2", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("fine", "1.0.0", &[("base", "^1", false)], &log).build())
-        .unwrap();
+    m.register_plugin(
+        recording("lonely", "1.0.0", &[("ghost", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("picky", "1.0.0", &[("base", "^2", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("fine", "1.0.0", &[("base", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let report = m.load_all_plugins().await;
     assert_eq!(
         report.outcome("lonely").unwrap().result,
@@ -208,12 +240,20 @@ async fn missing_and_conflicting_dependencies_block_only_their_dependents() {
 async fn optional_dependencies_are_started_first_when_present_and_skipped_when_absent() {
     let m = manager(4);
     let log = Log::default();
-    m.register_plugin(recording("app", "1.0.0", &[("extra", "^1", true)], &log).build())
+    m.register_plugin(
+        recording("app", "1.0.0", &[("extra", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(recording("extra", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("extra", "1.0.0", &[], &log).build())
-        .unwrap();
-    m.register_plugin(recording("solo", "1.0.0", &[("absent", "^1", true)], &log).build())
-        .unwrap();
+    m.register_plugin(
+        recording("solo", "1.0.0", &[("absent", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let report = m.load_all_plugins().await;
     assert!(report.is_ok(), "{report:?}");
     let entries = log.lock().clone();
@@ -250,15 +290,24 @@ async fn a_failing_dependency_skips_its_transitive_dependents_until_it_is_fixed(
                 }
             }
         })
-        .build();
+        .build()
+        .unwrap();
     m.register_plugin(root).unwrap();
-    let mid = recording("mid", "1.0.0", &[("root", "^1", false)], &log).build();
-    let leaf = recording("leaf", "1.0.0", &[("mid", "^1", false)], &log).build();
+    let mid = recording("mid", "1.0.0", &[("root", "^1", false)], &log)
+        .build()
+        .unwrap();
+    let leaf = recording("leaf", "1.0.0", &[("mid", "^1", false)], &log)
+        .build()
+        .unwrap();
     m.register_plugin(mid.clone()).unwrap();
     m.register_plugin(leaf.clone()).unwrap();
-    m.register_plugin(recording("opt", "1.0.0", &[("root", "^1", true)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("other", "1.0.0", &[], &log).build())
+    m.register_plugin(
+        recording("opt", "1.0.0", &[("root", "^1", true)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(recording("other", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
 
     let report = m.load_all_plugins().await;
@@ -307,15 +356,27 @@ async fn in_use_refuses_and_cascade_unloads_dependents_first() {
     let detector = DeadlockDetector::start();
     let m = manager(4);
     let log = Log::default();
-    m.register_plugin(recording("core", "1.0.0", &[], &log).build())
+    m.register_plugin(recording("core", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
-    m.register_plugin(recording("svc", "1.0.0", &[("core", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("ui", "1.0.0", &[("svc", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("cli", "1.0.0", &[("core", "^1", false)], &log).build())
-        .unwrap();
-    m.register_plugin(recording("bystander", "1.0.0", &[], &log).build())
+    m.register_plugin(
+        recording("svc", "1.0.0", &[("core", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("ui", "1.0.0", &[("svc", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(
+        recording("cli", "1.0.0", &[("core", "^1", false)], &log)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.register_plugin(recording("bystander", "1.0.0", &[], &log).build().unwrap())
         .unwrap();
     assert!(m.load_all_plugins().await.is_ok());
     let core = m.id_of("core").unwrap();
@@ -362,7 +423,7 @@ async fn registering_and_unregistering_during_load_all_stays_consistent() {
         for d in deps {
             b = b.depends_on(d, "^1");
         }
-        b.build()
+        b.build().unwrap()
     };
     for i in 0..30 {
         let dep = (i > 0).then(|| format!("old{}", i / 2));
@@ -434,56 +495,78 @@ async fn registering_and_unregistering_during_load_all_stays_consistent() {
     detector.finish();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn independent_plugins_start_in_parallel_up_to_max_parallel() {
-    // 64 plugins that each await 20 ms, 64 at once: far less than 64 x 20 ms.
-    let m = manager(64);
-    for i in 0..64 {
-        let p = InProcessPlugin::builder(&format!("p{i}"), "1.0.0")
-            .on_initialize(|_| async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(())
-            })
-            .build();
-        m.register_plugin(p).unwrap();
-    }
-    let started = Instant::now();
-    let report = m.load_all_plugins().await;
-    let elapsed = started.elapsed();
-    assert!(report.is_ok(), "{report:?}");
-    let serial = Duration::from_millis(64 * 20);
-    eprintln!(
-        "64 x 20 ms plugins, max_parallel 64: load_all took {elapsed:?} (serial: {serial:?})"
-    );
-    assert!(
-        elapsed < serial / 4,
-        "load_all took {elapsed:?}; serial would be {serial:?}"
-    );
+/// Counts the plugins inside `initialize` at once, as the plugins see it.
+#[derive(Default)]
+struct Overlap {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    changed: tokio::sync::Notify,
+}
 
-    // With max_parallel 3, never more than 3 initialize at once.
-    let m = manager(3);
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    for i in 0..12 {
-        let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
-        let p = InProcessPlugin::builder(&format!("q{i}"), "1.0.0")
+impl Overlap {
+    /// How many initializations overlapped at most.
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// Registers `count` independent plugins whose `initialize` waits (a bounded
+/// rendezvous) until `target` of them are inside at once, so the peak reaches
+/// `target` whenever the manager runs that many in parallel, and stays lower
+/// (after the bound) when it does not.
+fn register_rendezvous(
+    m: &PluginManager,
+    prefix: &str,
+    count: usize,
+    target: usize,
+) -> Arc<Overlap> {
+    let overlap = Arc::new(Overlap::default());
+    for i in 0..count {
+        let overlap = Arc::clone(&overlap);
+        let p = InProcessPlugin::builder(&format!("{prefix}{i}"), "1.0.0")
             .on_initialize(move |_| {
-                let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+                let overlap = Arc::clone(&overlap);
                 async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
+                    let now = overlap.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    overlap.peak.fetch_max(now, Ordering::SeqCst);
+                    overlap.changed.notify_waiters();
+                    let reached = async {
+                        loop {
+                            let notified = overlap.changed.notified();
+                            tokio::pin!(notified);
+                            notified.as_mut().enable();
+                            if overlap.peak() >= target {
+                                return;
+                            }
+                            notified.await;
+                        }
+                    };
+                    // Bounded, so a serial manager fails the assertion instead of hanging.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), reached).await;
+                    overlap.running.fetch_sub(1, Ordering::SeqCst);
                     Ok(())
                 }
             })
-            .build();
+            .build()
+            .unwrap();
         m.register_plugin(p).unwrap();
     }
-    assert!(m.load_all_plugins().await.is_ok());
-    let peak = peak.load(Ordering::SeqCst);
-    assert!(
-        (1..=3).contains(&peak),
-        "peak parallel initializations: {peak}"
-    );
+    overlap
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_plugins_start_in_parallel_up_to_max_parallel() {
+    // Fewer independent plugins than max_parallel: all of them at once.
+    let m = manager(64);
+    let overlap = register_rendezvous(&m, "p", 24, 24);
+    let report = m.load_all_plugins().await;
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(overlap.peak(), 24, "peak parallel initializations");
+
+    // More than max_parallel: exactly max_parallel at once, never more.
+    let m = manager(3);
+    let overlap = register_rendezvous(&m, "q", 12, 3);
+    let report = m.load_all_plugins().await;
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(overlap.peak(), 3, "peak parallel initializations");
 }

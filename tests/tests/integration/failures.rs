@@ -44,6 +44,7 @@ fn faulty(name: &str, fault: Fault, armed: Arc<AtomicBool>) -> Arc<InProcessPlug
             }
         })
         .build()
+        .unwrap()
 }
 
 /// Asserts that `other` plugins keep working next to the failed one.
@@ -148,10 +149,12 @@ async fn shutdown_failures_end_failed_and_a_reload_works() {
                 Ok(())
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let grumpy = InProcessPlugin::builder("grumpy", "1.0.0")
         .on_shutdown(|_| async { Err(PluginError::failed("will not stop")) })
-        .build();
+        .build()
+        .unwrap();
     let stuck_id = manager.register_plugin(stuck.clone()).unwrap();
     let grumpy_id = manager.register_plugin(grumpy).unwrap();
     let bystander = manager.register_plugin(pinger("bystander")).unwrap();

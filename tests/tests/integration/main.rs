@@ -27,9 +27,10 @@ mod safety_integrity;
 #[cfg(unix)]
 mod safety_shadow;
 #[cfg(unix)]
-mod safety_support;
-#[cfg(unix)]
 mod state;
 mod storm;
-mod support;
-mod watch;
+
+// The shared helpers live in the `integration_tests` library (tests/src/).
+#[cfg(unix)]
+use integration_tests::safety_support;
+use integration_tests::{support, watch};

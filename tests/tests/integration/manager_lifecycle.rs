@@ -94,10 +94,10 @@ async fn duplicate_names_are_refused_naming_both_sources() {
     let b = PluginDir::with(&["hello"]);
     let manager = a.manager();
     manager
-        .register_plugin(pinger_builder("dup", "1.0.0").build())
+        .register_plugin(pinger_builder("dup", "1.0.0").build().unwrap())
         .unwrap();
     let err = manager
-        .register_plugin(pinger_builder("dup", "2.0.0").build())
+        .register_plugin(pinger_builder("dup", "2.0.0").build().unwrap())
         .unwrap_err();
     match &err {
         Error::DuplicateName {
@@ -159,16 +159,19 @@ async fn calls_need_an_active_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_brings_dependencies_up_and_refuses_what_cannot_start() {
     let manager = PluginManager::default();
-    let base = pinger_builder("base", "1.4.0").build();
+    let base = pinger_builder("base", "1.4.0").build().unwrap();
     let app = pinger_builder("app", "1.0.0")
         .depends_on("base", "^1.2")
-        .build();
+        .build()
+        .unwrap();
     let wants_missing = pinger_builder("lonely", "1.0.0")
         .depends_on("ghost", "^1")
-        .build();
+        .build()
+        .unwrap();
     let wants_new = pinger_builder("picky", "1.0.0")
         .depends_on("base", "^2")
-        .build();
+        .build()
+        .unwrap();
     let base_id = manager.register_plugin(base.clone()).unwrap();
     let app_id = manager.register_plugin(app.clone()).unwrap();
     let lonely = manager.register_plugin(wants_missing.clone()).unwrap();
@@ -225,7 +228,8 @@ async fn hundred_concurrent_loads_initialize_exactly_once() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(())
         })
-        .build();
+        .build()
+        .unwrap();
     let id = manager.register_plugin(slow.clone()).unwrap();
     let mut events = manager.subscribe();
     let tasks: Vec<_> = (0..100)
@@ -260,7 +264,8 @@ async fn concurrent_loads_and_unloads_of_one_plugin_stay_consistent() {
             tokio::task::yield_now().await;
             Ok(())
         })
-        .build();
+        .build()
+        .unwrap();
     let id = manager.register_plugin(p.clone()).unwrap();
     for round in 0..10 {
         let tasks: Vec<_> = (0..40)
@@ -389,7 +394,8 @@ async fn a_cancelled_load_still_finishes_the_transition() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok(())
         })
-        .build();
+        .build()
+        .unwrap();
     let id = manager.register_plugin(p.clone()).unwrap();
     let mut events = manager.subscribe();
     // The caller gives up after 10 ms; the load itself carries on.

@@ -62,7 +62,8 @@ async fn initialize_gets_calls_and_queries_other_plugins_through_the_host() {
                 Ok(())
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let probe_id = manager.register_plugin(probe).unwrap();
     watchdog("loads", LIMIT, async {
         manager.load_plugin(base).await.unwrap();
@@ -103,7 +104,8 @@ async fn shutdown_and_calls_can_call_their_dependencies() {
                 Ok(())
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let base = manager.register_plugin(pinger("base")).unwrap();
     let relay_id = manager.register_plugin(relay).unwrap();
     watchdog("relay", LIMIT, async {
@@ -132,10 +134,12 @@ async fn a_call_back_into_a_plugin_on_the_chain_is_refused_not_deadlocked() {
                 _ => Ok(json!("a answered")),
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let b = InProcessPlugin::builder("b", "1.0.0")
         .on_call(|ctx, _, _| async move { ctx.call("a", "back", Value::Null).await.map_err(fail) })
-        .build();
+        .build()
+        .unwrap();
     let a_id = manager.register_plugin(a).unwrap();
     let b_id = manager.register_plugin(b).unwrap();
     manager.load_plugin(a_id).await.unwrap();
@@ -170,7 +174,8 @@ async fn a_call_into_an_initializing_plugin_does_not_wait_for_its_lifecycle() {
                 Ok(())
             }
         })
-        .build();
+        .build()
+        .unwrap();
     // `asker` calls `slow` from its own call, while `slow` is still initializing.
     let asker = InProcessPlugin::builder("asker", "1.0.0")
         .on_call(|ctx, _, _| async move {
@@ -180,7 +185,8 @@ async fn a_call_into_an_initializing_plugin_does_not_wait_for_its_lifecycle() {
                 .map_err(|e| e.to_string())
                 .unwrap_err()))
         })
-        .build();
+        .build()
+        .unwrap();
     let slow_id = manager.register_plugin(slow).unwrap();
     let asker_id = manager.register_plugin(asker).unwrap();
     manager.load_plugin(asker_id).await.unwrap();

@@ -32,7 +32,7 @@ struct TestPlugin {
 impl TestPlugin {
     fn with_save(name: &str, version: &str, save: SaveFn) -> Self {
         Self {
-            info: PluginInfo::in_process(name, version),
+            info: PluginInfo::in_process(name, version).unwrap(),
             save,
             load_gate: None,
             loaded: Mutex::new(Vec::new()),

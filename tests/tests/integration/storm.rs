@@ -117,7 +117,8 @@ fn build_plugins(rng: &mut Rng) -> Vec<(Arc<InProcessPlugin>, StormPlugin)> {
                         }
                     }
                 })
-                .build();
+                .build()
+                .unwrap();
             let counters = plugin.counters();
             (plugin, StormPlugin { required, counters })
         })

@@ -18,7 +18,7 @@ pub fn pinger_builder(name: &str, version: &str) -> InProcessBuilder {
 
 /// [`pinger_builder`], built.
 pub fn pinger(name: &str) -> Arc<InProcessPlugin> {
-    pinger_builder(name, "1.0.0").build()
+    pinger_builder(name, "1.0.0").build().unwrap()
 }
 
 fn answer(me: &str, method: &str, args: Value) -> Result<Value, PluginError> {

@@ -1,4 +1,5 @@
-//! The lifecycle path: which plugins' lifecycle operations enclose the code
+//! Refusing lifecycle requests that would wait on themselves, using the
+//! lifecycle path: which plugins' lifecycle operations enclose the code
 //! running on the current task.
 //!
 //! While a plugin's `initialize` or `shutdown` runs, its lifecycle lock is held.
@@ -15,6 +16,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use uuid::Uuid;
+
+use super::registry::Slot;
+use crate::error::{Error, Result};
 
 tokio::task_local! {
     /// Ids of the plugins whose lifecycle phase encloses the current code, outermost first.
@@ -41,4 +45,17 @@ pub(crate) async fn entering<F: Future>(id: Uuid, fut: F) -> F::Output {
     let mut path = current().to_vec();
     path.push(id);
     within(path.into(), fut).await
+}
+
+/// Refuses a lifecycle request on `slot` from code running inside its own
+/// lifecycle phase (its lock is held further up: waiting would never end).
+pub(crate) fn refuse(slot: &Slot, requested: &str) -> Result<()> {
+    if contains(slot.id) {
+        return Err(Error::InvalidTransition {
+            plugin: slot.name.clone(),
+            from: slot.state().name().to_owned(),
+            to: requested.to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use integration_tests::{abi_mismatch_library, c_library, probe_binary, PluginDir};
+use crate::{abi_mismatch_library, c_library, probe_binary, PluginDir};
 use plugbay_host::SafetyConfig;
 
 /// Probe timeout in tests: short, but far above what opening a debug plugin
@@ -33,6 +33,12 @@ pub struct HostileDir {
     pub work: tempfile::TempDir,
     /// Where the escaping symlink points.
     pub outside: tempfile::TempDir,
+}
+
+impl Default for HostileDir {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl HostileDir {

@@ -37,7 +37,7 @@ impl Inner {
                             found: found.to_string(),
                         })
                     } else {
-                        match target.acquire_user(slot.id, &slot.name) {
+                        match target.gate.acquire_user(slot.id, &slot.name) {
                             Ok(()) => Ok(target),
                             Err(state) => Err(Error::DependencyNotActive {
                                 plugin: slot.name.clone(),
@@ -53,7 +53,7 @@ impl Inner {
                 Err(_) if dep.optional => {}
                 Err(e) => {
                     for d in &held {
-                        d.release_user(slot.id);
+                        d.gate.release_user(slot.id);
                     }
                     return Err(e);
                 }
@@ -64,8 +64,8 @@ impl Inner {
 
     /// Lets go of the dependencies `slot` holds up.
     pub(crate) fn release_holds(&self, slot: &Slot) {
-        for d in slot.take_holds() {
-            d.release_user(slot.id);
+        for d in slot.gate.take_holds() {
+            d.gate.release_user(slot.id);
         }
     }
 }

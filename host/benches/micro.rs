@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks: dependency resolution at 1k and 10k plugins,
-//! registry lookup (manager vs a tokio RwLock registry, uncontended), one
-//! durable state save.
+//! registry lookup (`get_plugin_by_id` and `with_plugin` vs a tokio RwLock
+//! registry, uncontended), one durable state save.
 //!
 //! `cargo bench -p plugbay-host --bench micro` (part of `cargo xtask bench`); under
 //! `cargo test --all-targets` criterion runs each benchmark once as a smoke test.
@@ -72,6 +72,12 @@ fn bench_lookup(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % manager_ids.len();
             manager.get_plugin_by_id(manager_ids[i])
+        })
+    });
+    group.bench_function("manager_with_plugin", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % manager_ids.len();
+            manager.with_plugin(manager_ids[i], |p| async move { p.info().version.major })
         })
     });
     group.bench_function("tokio_rwlock_baseline", |b| {

@@ -1,6 +1,12 @@
 //! `scale_per_plugin_10k_vs_1k`: the cost per plugin of register + resolve +
 //! `load_all_plugins` at 10,000 in-process plugins vs at 1,000 (random DAG of
 //! depth 8, `initialize` returning at once). 1.0 means perfectly linear.
+//!
+//! `scale_cpu_per_plugin_10k_vs_1k`: the same rounds, counting the CPU time
+//! the process spent instead of wall time. On a machine busy with other work a
+//! 10k round (tens of ms) is always preempted while many 1k rounds (under a
+//! scheduler slice) are not, which inflates the wall-time ratio; CPU time is not
+//! inflated that way. (It adds up both runtime workers during `load_all`.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +37,17 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     round(&large_dag, 12).await?;
     let mut per_small: Vec<[f64; 3]> = Vec::new();
     let mut per_large: Vec<[f64; 3]> = Vec::new();
+    let (mut cpu_small, mut cpu_large) = (Vec::new(), Vec::new());
     let per_plugin = |phases: [f64; 3], n: usize| phases.map(|t| t / n as f64);
     for r in 0..rounds as u64 {
         for k in 0..small_per_large as u64 {
-            per_small.push(per_plugin(round(&small_dag, r * 100 + k).await?, small));
+            let (wall, cpu) = round(&small_dag, r * 100 + k).await?;
+            per_small.push(per_plugin(wall, small));
+            cpu_small.extend(cpu.map(|c| c / small as f64));
         }
-        per_large.push(per_plugin(round(&large_dag, r).await?, large));
+        let (wall, cpu) = round(&large_dag, r).await?;
+        per_large.push(per_plugin(wall, large));
+        cpu_large.extend(cpu.map(|c| c / large as f64));
     }
     let total = |v: &[[f64; 3]]| median(&v.iter().map(|p| p.iter().sum()).collect::<Vec<_>>());
     let phase = |v: &[[f64; 3]], i: usize| median(&v.iter().map(|p| p[i]).collect::<Vec<_>>());
@@ -63,14 +74,52 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
             phases(&per_small)
         ),
     );
+    if let (false, false) = (cpu_small.is_empty(), cpu_large.is_empty()) {
+        let (s, l) = (median(&cpu_small), median(&cpu_large));
+        report.add(
+            "scale_cpu_per_plugin_10k_vs_1k",
+            l / s,
+            Goal::AtMost(1.2),
+            format!(
+                "the same rounds in process CPU time per plugin: {:.1} us at {large}, {:.1} us at {small}",
+                l * 1e6,
+                s * 1e6
+            ),
+        );
+    }
     Ok(())
 }
 
+/// The CPU time this process has used so far (user + system), where the
+/// platform reports it.
+#[cfg(unix)]
+fn process_cpu() -> Option<Duration> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `getrusage` fills the `rusage` it is given and touches nothing else;
+    // it is read only if the call succeeded.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Some(time(usage.ru_utime) + time(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+fn process_cpu() -> Option<Duration> {
+    None
+}
+
 /// Register + resolve + load all of `dag` in a fresh manager; seconds spent
-/// in each of the three phases.
-async fn round(dag: &Dag, seed: u64) -> Result<[f64; 3], String> {
+/// in each of the three phases, and the process CPU seconds of all three.
+async fn round(dag: &Dag, seed: u64) -> Result<([f64; 3], Option<f64>), String> {
     let plugins: Vec<Arc<dyn Plugin>> = dag.plugins(Duration::ZERO, seed);
     let manager = PluginManager::default();
+    let cpu_start = process_cpu();
     let start = Instant::now();
     for p in plugins {
         manager.register_plugin(p).map_err(|e| e.to_string())?;
@@ -83,6 +132,9 @@ async fn round(dag: &Dag, seed: u64) -> Result<[f64; 3], String> {
     }
     let outcome = manager.load_all_plugins().await;
     let loaded = Instant::now();
+    let cpu = cpu_start
+        .zip(process_cpu())
+        .map(|(from, to)| (to - from).as_secs_f64());
     if let Some(f) = outcome.failures().next() {
         return Err(format!(
             "load_all_plugins: {} failed: {:?}",
@@ -92,9 +144,12 @@ async fn round(dag: &Dag, seed: u64) -> Result<[f64; 3], String> {
     // Dropping the manager and the plan is not timed.
     drop(manager);
     drop(resolution);
-    Ok([
-        (registered - start).as_secs_f64(),
-        (resolved - registered).as_secs_f64(),
-        (loaded - resolved).as_secs_f64(),
-    ])
+    Ok((
+        [
+            (registered - start).as_secs_f64(),
+            (resolved - registered).as_secs_f64(),
+            (loaded - resolved).as_secs_f64(),
+        ],
+        cpu,
+    ))
 }

@@ -347,23 +347,26 @@ impl PluginManager {
 
     /// Resolves the registered plugins' dependencies into a start plan
     /// (topological waves, each plugin's resolved dependencies, and the plugins
-    /// that cannot start with the reason). Two phases: a snapshot under the
-    /// registry's short read lock, then the resolver with no lock held.
+    /// that cannot start with the reason). Two phases: a lock-free
+    /// snapshot of the registry, then the resolver with no lock held.
     pub fn resolve_dependencies(&self) -> Plan {
         self.inner.plan()
     }
 
     /// The plugin with this id.
+    ///
+    /// Lock-free: the lookup takes no lock and writes no memory another thread
+    /// writes. The returned `Arc` is a handle that forwards every method to the
+    /// plugin and keeps it alive; handles are per thread, so two lookups of the
+    /// same plugin on different threads may return different `Arc`s
+    /// (`Arc::ptr_eq` is false) for the same plugin.
     pub fn get_plugin_by_id(&self, id: Uuid) -> Option<Arc<dyn Plugin>> {
         self.inner.registry.plugin(id)
     }
 
-    /// The plugin with this name.
+    /// The plugin with this name, as [`PluginManager::get_plugin_by_id`] returns it.
     pub fn get_plugin_by_name(&self, name: &str) -> Option<Arc<dyn Plugin>> {
-        self.inner
-            .registry
-            .get_by_name(name)
-            .map(|s| Arc::clone(&s.plugin))
+        self.inner.registry.plugin_by_name(name)
     }
 
     /// The id of the plugin with this name.
@@ -371,8 +374,10 @@ impl PluginManager {
         self.inner.registry.get_by_name(name).map(|s| s.id)
     }
 
-    /// Runs `f` with the plugin with this id. The registry lock is released
-    /// before `f` runs: `f` may await, call the manager, take as long as it likes.
+    /// Runs `f` with the plugin with this id (a handle, as
+    /// [`PluginManager::get_plugin_by_id`] returns it). The lookup is lock-free
+    /// and nothing of the registry is held while `f` runs: `f` may await, call
+    /// the manager, take as long as it likes.
     pub async fn with_plugin<R, F, Fut>(&self, id: Uuid, f: F) -> Result<R>
     where
         F: FnOnce(Arc<dyn Plugin>) -> Fut,

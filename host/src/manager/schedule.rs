@@ -37,8 +37,8 @@ struct Job {
 }
 
 impl Inner {
-    /// Resolves the registered plugins: a snapshot under the registry's short
-    /// read lock, then the resolver with no lock held.
+    /// Resolves the registered plugins: a lock-free snapshot of the registry,
+    /// then the resolver with no lock held.
     pub(crate) fn plan(&self) -> Plan {
         let mut slots = self.registry.snapshot();
         // In name order, the order the resolver works in: then its passes read

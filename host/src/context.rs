@@ -25,9 +25,15 @@ impl CallChain {
                 chain: format!("{self} -> {plugin}"),
             });
         }
-        let mut next: Vec<String> = self.0.to_vec();
-        next.push(plugin.to_owned());
-        Ok(CallChain(next.into()))
+        // One allocation for the chain (the iterator's length is exact) plus
+        // one per name.
+        Ok(CallChain(
+            self.0
+                .iter()
+                .cloned()
+                .chain(std::iter::once(plugin.to_owned()))
+                .collect(),
+        ))
     }
 
     /// The plugins on the chain, outermost first.
@@ -59,7 +65,9 @@ pub trait HostServices: Send + Sync + 'static {
     fn config_for(&self, plugin: &str) -> Value;
     /// The lifecycle state of `plugin` in lower case, if registered.
     fn status_of(&self, plugin: &str) -> Option<String>;
-    /// Calls `method` on `target` on behalf of the plugins on `chain`.
+    /// Calls `method` on `target` on behalf of the plugins on `chain` (the
+    /// caller's chain, not yet entered by `target`). Implementations refuse a
+    /// `target` already on `chain` with [`Error::ReentrantCall`].
     async fn call_from(
         &self,
         chain: CallChain,
@@ -109,6 +117,11 @@ impl PluginContext {
         &self.chain
     }
 
+    /// The call chain ending with this plugin, taking the context apart.
+    pub fn into_chain(self) -> CallChain {
+        self.chain
+    }
+
     pub(crate) fn host_weak(&self) -> Weak<dyn HostServices> {
         self.host.clone()
     }
@@ -156,9 +169,9 @@ impl PluginContext {
     }
 
     /// Calls `method` on `target` through the host. Refused with
-    /// [`Error::ReentrantCall`] if `target` is already on this call chain.
+    /// [`Error::ReentrantCall`] if `target` is already on this call chain (the
+    /// host checks it, once, where it admits the call).
     pub async fn call(&self, target: &str, method: &str, args: Value) -> Result<Value> {
-        self.chain.enter(target)?;
         let host = self.host()?;
         host.call_from(self.chain.clone(), target, method, args)
             .await

@@ -1,15 +1,34 @@
 //! Native plugins behind the host-side [`Plugin`] trait.
 //!
-//! Every call into library code runs on tokio's blocking pool. Inside the
-//! library the plugin may call back into the host ([`plugbay_api::HostApi`]);
-//! those callbacks run synchronously on that same blocking thread and use
-//! `Handle::block_on` to reach the async manager, which is allowed on blocking
-//! threads (never on async workers: library code never runs there).
+//! Lifecycle calls (`initialize`, `shutdown`, state) always run on tokio's
+//! blocking pool. `call` takes one of two paths, chosen per plugin by a
+//! measured policy ([`CallMode`](crate::CallMode)):
+//! - **blocking** (every plugin starts here): the call runs in `spawn_blocking`,
+//!   which costs a thread hand-off (≈ 9 µs) but can never stall an async worker;
+//! - **inline**: once a plugin's last [`PROMOTE_AFTER`](crate::PROMOTE_AFTER) calls (doubling after each
+//!   demotion) each took less than [`INLINE_LIMIT`](crate::INLINE_LIMIT), its calls run directly on the
+//!   calling thread, async worker included, for about what the plugin's own work
+//!   costs. An inline call that takes longer than [`INLINE_LIMIT`](crate::INLINE_LIMIT) (or that
+//!   another caller finds still running past it) sends the plugin back to the
+//!   blocking path and logs a warning; [`FfiPlugin::call_path`] reports where it is.
+//!
+//! A plugin is promoted only on a multi-thread runtime, and an inline call runs
+//! only when the instance lock is free at once (`try_lock`): a contended plugin's
+//! call takes the blocking path, so an async worker never waits for the lock.
+//!
+//! Inside the library the plugin may call back into the host
+//! ([`plugbay_api::HostApi`]); those callbacks run synchronously on the thread
+//! running the plugin. `FfiHost::call_plugin` polls the host's call once (an
+//! inline target completes right there); if it is not done, `finish` completes
+//! it with `Handle::block_on`, inside `block_in_place` on a multi-thread runtime,
+//! so no worker is blocked by it.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -18,8 +37,9 @@ use plugbay_api::{
     ErrorKind, HostApi, HostContext, LogLevel, PluginError, PluginInstanceBox,
 };
 use serde_json::Value;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 
+use crate::call_policy::{CallPath, CallPolicy};
 use crate::context::{CallChain, PluginContext};
 use crate::info::PluginInfo;
 use crate::loader::LoadedLibrary;
@@ -31,8 +51,8 @@ use crate::plugin::Plugin;
 const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 thread_local! {
-    /// The call chain of the plugin code running on this (blocking-pool) thread,
-    /// so a host callback made from it knows who is calling.
+    /// The call chain of the plugin code running on this thread, so a host
+    /// callback made from it knows who is calling.
     // The initializer is `const` already; clippy 1.96 flags it anyway on
     // targets without native thread-locals (windows-gnu).
     #[allow(clippy::missing_const_for_thread_local)]
@@ -50,13 +70,11 @@ enum Instance {
     Stopped(PluginInstanceBox),
 }
 
-/// What a call needs from the slot.
+/// What a lifecycle call needs from the slot (`call` always needs a live one).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
     /// A live instance, created fresh if there is none or only a stopped one.
     LiveOrFresh,
-    /// An existing live instance.
-    Live,
     /// Any instance, live or stopped (saving state after shutdown).
     Any,
     /// A live instance, marked stopped once `f` returns (shutdown).
@@ -68,13 +86,18 @@ pub struct FfiPlugin {
     /// The instance: created by the first `load_state`/`initialize`, kept after
     /// `shutdown` (so its final state can be saved), replaced on the next load.
     ///
-    /// Guards: the library-side plugin object. Locked only on blocking-pool
-    /// threads, around one call into plugin code; never held across `.await`
-    /// (it is a `parking_lot` lock and only taken inside `spawn_blocking`).
+    /// Guards: the library-side plugin object, around one call into plugin code.
+    /// On blocking-pool threads it is waited for (up to [`INSTANCE_LOCK_WAIT`]);
+    /// on an async worker (an inline call) it is only ever taken with `try_lock`,
+    /// and a busy instance sends the call to the blocking pool, so a worker never
+    /// waits for it. Held only while plugin code runs (an inline call holds it
+    /// for less than [`INLINE_LIMIT`](crate::INLINE_LIMIT) or is demoted); never held across `.await`.
     /// Re-entrant calls into the same plugin are refused by the call chain
     /// before they reach this lock.
     instance: Arc<Mutex<Instance>>,
     /// The opened library, with its metadata (the one copy: [`Plugin::info`]).
+    /// Where calls run (inline or on the blocking pool). Atomics, not a lock.
+    policy: Arc<CallPolicy>,
     library: LoadedLibrary,
 }
 
@@ -83,8 +106,14 @@ impl FfiPlugin {
     pub fn new(library: LoadedLibrary) -> Self {
         Self {
             instance: Arc::new(Mutex::new(Instance::Empty)),
+            policy: Arc::new(CallPolicy::new()),
             library,
         }
+    }
+
+    /// Where this plugin's calls run now, and how often it was demoted.
+    pub fn call_path(&self) -> CallPath {
+        self.policy.snapshot()
     }
 
     /// Runs `f` against the instance on the blocking pool, with `chain` recorded
@@ -112,15 +141,9 @@ impl FfiPlugin {
             }
             let plugin = match (&mut *guard, need) {
                 (Instance::Live(p), _) | (Instance::Stopped(p), Need::Any) => p,
-                _ => {
-                    return Err(PluginError::failed(format!(
-                        "plugin `{name}` has no live instance for {operation} (it is not initialized)"
-                    )))
-                }
+                _ => return Err(no_live_instance(&name, &operation)),
             };
-            let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
-            let result = f(plugin);
-            CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+            let result = with_chain(chain, || f(plugin));
             if need == Need::LiveThenStop {
                 if let Instance::Live(p) = std::mem::replace(&mut *guard, Instance::Empty) {
                     *guard = Instance::Stopped(p);
@@ -129,13 +152,136 @@ impl FfiPlugin {
             result
         })
         .await;
-        joined.unwrap_or_else(|e| {
-            Err(PluginError::new(
-                ErrorKind::Panicked,
-                format!("host thread running the plugin failed: {e}"),
-            ))
-        })
+        joined.unwrap_or_else(|e| Err(pool_failed(e)))
     }
+
+    /// One `call` with JSON text in and out: inline when the policy allows it and
+    /// the instance is free, otherwise on the blocking pool.
+    async fn call_text(
+        &self,
+        chain: CallChain,
+        method: &str,
+        args: &str,
+    ) -> Result<RString, PluginError> {
+        if self.policy.inline() {
+            if let Some(result) = self.try_call_inline(&chain, method, args) {
+                // An inline call never waits, so a task calling in a loop would
+                // never yield: spend tokio's cooperative budget as its own
+                // resources do, so other tasks on this worker get their turn.
+                tokio::task::coop::consume_budget().await;
+                return result;
+            }
+        }
+        self.call_blocking_pool(chain, method, args).await
+    }
+
+    /// Runs the call on this thread if the instance is free at once; `None` (the
+    /// caller takes the blocking path) if it is busy.
+    fn try_call_inline(
+        &self,
+        chain: &CallChain,
+        method: &str,
+        args: &str,
+    ) -> Option<Result<RString, PluginError>> {
+        let policy = &self.policy;
+        let Some(mut guard) = self.instance.try_lock() else {
+            policy.check_overstay(&self.library.info.name, method);
+            return None;
+        };
+        let Instance::Live(plugin) = &mut *guard else {
+            return Some(Err(no_live_instance(&self.library.info.name, "call")));
+        };
+        let start = policy.begin_inline();
+        let result = with_chain(Some(chain.clone()), || {
+            plugin.call(method.into(), args.into()).into_result()
+        });
+        drop(guard);
+        policy.end_inline(&self.library.info.name, method, start);
+        Some(result)
+    }
+
+    /// [`FfiPlugin::call_text`] on the blocking pool, timing the plugin's code for
+    /// the policy.
+    async fn call_blocking_pool(
+        &self,
+        chain: CallChain,
+        method: &str,
+        args: &str,
+    ) -> Result<RString, PluginError> {
+        let instance = Arc::clone(&self.instance);
+        let policy = Arc::clone(&self.policy);
+        let name = self.library.info.name.clone();
+        let method = method.to_owned();
+        let args = args.to_owned();
+        let joined = tokio::task::spawn_blocking(move || {
+            let Some(mut guard) = instance.try_lock_for(INSTANCE_LOCK_WAIT) else {
+                return Err(PluginError::failed(format!(
+                    "plugin `{name}` is busy: another call into it has not returned for {INSTANCE_LOCK_WAIT:?}"
+                )));
+            };
+            let Instance::Live(plugin) = &mut *guard else {
+                return Err(no_live_instance(&name, "call"));
+            };
+            let start = Instant::now();
+            let result = with_chain(Some(chain), || {
+                plugin
+                    .call(method.as_str().into(), args.as_str().into())
+                    .into_result()
+            });
+            drop(guard);
+            policy.record_blocking(&name, start.elapsed());
+            result
+        })
+        .await;
+        joined.unwrap_or_else(|e| Err(pool_failed(e)))
+    }
+}
+
+thread_local! {
+    /// A spare buffer for encoding call arguments, so a call allocates none.
+    static ARGS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest argument buffer kept for reuse.
+const ARGS_BUFFER_KEEP: usize = 64 * 1024;
+
+/// `args` as JSON text, in this thread's spare buffer when there is one.
+fn encode(args: &Value) -> Result<String, PluginError> {
+    let mut buf = ARGS_BUFFER.take();
+    buf.clear();
+    serde_json::to_writer(&mut buf, args)
+        .map_err(|e| PluginError::invalid_input(format!("cannot encode the arguments: {e}")))?;
+    String::from_utf8(buf)
+        .map_err(|e| PluginError::invalid_input(format!("cannot encode the arguments: {e}")))
+}
+
+/// Returns an [`encode`]d buffer for reuse by the next call on this thread.
+fn recycle(args: String) {
+    if args.capacity() <= ARGS_BUFFER_KEEP {
+        ARGS_BUFFER.set(args.into_bytes());
+    }
+}
+
+/// Runs `f` with `chain` recorded as this thread's call chain, restoring the
+/// previous one afterwards (a nested inline call runs inside an outer one).
+fn with_chain<T>(chain: Option<CallChain>, f: impl FnOnce() -> T) -> T {
+    let previous = CURRENT_CHAIN.with(|c| c.replace(chain));
+    let result = f();
+    CURRENT_CHAIN.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+fn no_live_instance(name: &str, operation: &str) -> PluginError {
+    PluginError::failed(format!(
+        "plugin `{name}` has no live instance for {operation} (it is not initialized)"
+    ))
+}
+
+fn pool_failed(e: tokio::task::JoinError) -> PluginError {
+    PluginError::new(
+        ErrorKind::Panicked,
+        format!("host thread running the plugin failed: {e}"),
+    )
 }
 
 #[async_trait]
@@ -194,18 +340,27 @@ impl Plugin for FfiPlugin {
         method: &str,
         args: Value,
     ) -> Result<Value, PluginError> {
-        let chain = ctx.chain().clone();
-        let method = method.to_owned();
-        let args = args.to_string();
-        let text = self
-            .with_instance("call", Some(chain), Need::Live, move |p| {
-                p.call(method.as_str().into(), args.as_str().into())
-                    .into_result()
-                    .map(RString::into_string)
-            })
-            .await?;
-        serde_json::from_str(&text)
+        let args = encode(&args)?;
+        let text = self.call_text(ctx.into_chain(), method, &args).await;
+        recycle(args);
+        serde_json::from_str(text?.as_str())
             .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))
+    }
+
+    async fn call_json(
+        &self,
+        ctx: PluginContext,
+        method: &str,
+        args: &str,
+    ) -> Result<String, PluginError> {
+        let text = self.call_text(ctx.into_chain(), method, args).await?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text.as_str())
+            .map_err(|e| PluginError::invalid_input(format!("call returned invalid JSON: {e}")))?;
+        Ok(text.into_string())
+    }
+
+    fn call_path(&self) -> Option<CallPath> {
+        Some(FfiPlugin::call_path(self))
     }
 }
 
@@ -282,9 +437,10 @@ impl HostApi for FfiHost {
             };
             let chain = self.current_chain();
             let caller = PluginContext::new(self.ctx.plugin_name(), chain, self.ctx.host_weak());
-            let result = self
-                .runtime
-                .block_on(caller.call(name.as_str(), method.as_str(), args));
+            let result = finish(
+                &self.runtime,
+                caller.call(name.as_str(), method.as_str(), args),
+            );
             // The called plugin's own error keeps its kind (see `into_plugin_error`).
             result
                 .map(|v| RString::from(v.to_string()))
@@ -294,5 +450,34 @@ impl HostApi for FfiHost {
             Ok(r) => r.into(),
             Err(_) => RResult::RErr(host_panic("call_plugin")),
         }
+    }
+}
+
+/// Drives a host call made from plugin code to completion on this thread.
+///
+/// Polls it once first: a call into an inline plugin (or one refused at once)
+/// completes right there, with no hand-off. Otherwise it is finished with
+/// `Handle::block_on`. On an async worker, or inside the runtime already (plugin
+/// code running inline within an outer `block_on`), that happens inside
+/// `block_in_place`, which hands the worker's other tasks to another thread and
+/// leaves the runtime context so `block_on` is allowed; on a blocking-pool thread
+/// or a thread the plugin spawned, `block_on` runs directly.
+fn finish<T: Send>(runtime: &Handle, call: impl Future<Output = T> + Send) -> T {
+    let mut call = std::pin::pin!(call);
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    if let Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+        return out;
+    }
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| runtime.block_on(call)),
+        Err(_) => runtime.block_on(call),
+        // A current-thread runtime's thread (plugin code promoted to inline on a
+        // multi-thread runtime and now called from a current-thread one, or its
+        // blocking pool): `block_on` may not run here, a helper thread does it.
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(call))
+                .join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        }),
     }
 }

@@ -42,7 +42,10 @@
 //!   [`Plugin`]; its code reaches the host through a [`PluginContext`] (with its
 //!   [`CallChain`], served by [`HostServices`]). Plugins are described by
 //!   [`PluginInfo`], [`DependencySpec`] and [`PluginSource`]. A native library
-//!   becomes a [`Plugin`] through [`FfiPlugin`]; [`InProcessPlugin`] /
+//!   becomes a [`Plugin`] through [`FfiPlugin`], whose calls run inline or on the
+//!   blocking pool by a measured policy ([`CallPath`], [`CallMode`],
+//!   [`INLINE_LIMIT`], [`PROMOTE_AFTER`], [`MAX_PROMOTE_AFTER`]; see
+//!   [`PluginManager::call_path`]); [`InProcessPlugin`] /
 //!   [`InProcessBuilder`] build plugins from closures (with [`Counters`]), for
 //!   embedders and tests.
 //! - **Safety** (admission of library files): [`SafetyConfig`] /
@@ -101,6 +104,7 @@
 #![warn(missing_docs)]
 
 mod abi_summary;
+mod call_policy;
 mod context;
 mod discovery;
 mod error;
@@ -115,6 +119,7 @@ mod resolve;
 mod safety;
 mod state;
 
+pub use call_policy::{CallMode, CallPath, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER};
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
 pub use ffi::FfiPlugin;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use plugbay_api::PluginError;
 use serde_json::Value;
 
+use crate::call_policy::CallPath;
 use crate::context::PluginContext;
 use crate::info::PluginInfo;
 
@@ -43,4 +44,30 @@ pub trait Plugin: Send + Sync + 'static {
         method: &str,
         args: Value,
     ) -> Result<Value, PluginError>;
+
+    /// [`Plugin::call`] with JSON text in and out, for callers that already hold
+    /// JSON text. The default parses `args`, calls [`Plugin::call`] and serializes
+    /// the result; a native plugin passes the text through, so it is encoded
+    /// once each way instead of twice.
+    async fn call_json(
+        &self,
+        ctx: PluginContext,
+        method: &str,
+        args: &str,
+    ) -> Result<String, PluginError> {
+        let args: Value = if args.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(args)
+                .map_err(|e| PluginError::invalid_input(format!("invalid JSON args: {e}")))?
+        };
+        Ok(self.call(ctx, method, args).await?.to_string())
+    }
+
+    /// Where a native plugin's calls run ([`crate::CallMode`]) and how often
+    /// they were sent back to the blocking pool; `None` for in-process plugins,
+    /// whose calls always run on the caller's task.
+    fn call_path(&self) -> Option<CallPath> {
+        None
+    }
 }

@@ -77,6 +77,7 @@ pub const ALL_TEST_LIBRARIES: &[&str] = &[
     "counter",
     "greeter",
     "fixture-panicky",
+    "fixture-calls",
     "fixture-errors",
 ];
 

@@ -261,44 +261,43 @@ fn package() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the two sample plugins the load benchmarks copy, both `hello` in
-/// release: as the default `release` profile leaves it (line tables, ≈ 7 MB),
-/// copied to `target/bench/sample-7mb/`, and with its debug info stripped
-/// (`-C strip=debuginfo` on its final link only, so nothing else rebuilds), as a
-/// plugin would ship (≈ 0.8 MB), copied to `target/bench/sample/`. Returns both
-/// copies (stripped, unstripped).
+/// Builds the libraries the benchmarks load, in release, and copies them under
+/// `target/bench/`: to `sample/`, with their debug info stripped (`-C
+/// strip=debuginfo` on the final link only, so nothing else rebuilds), as a
+/// plugin would ship, the `hello` sample (which the load benchmarks copy, ≈ 0.8
+/// MB) and the `calls` test fixture (whose `sleep_ms` the call benchmark needs),
+/// found next to it; to `sample-7mb/`, `hello` as the default `release` profile
+/// leaves it (line tables, ≈ 7 MB) for the `_7mb` load-cost rows. Returns the
+/// two `hello` copies (stripped, unstripped).
 fn bench_sample() -> Result<(PathBuf, PathBuf), String> {
+    let unstripped = bench_library("plugbay-sample-hello", "hello", false, "sample-7mb")?;
+    bench_library("plugbay-fixture-calls", "fixture_calls", true, "sample")?;
+    let stripped = bench_library("plugbay-sample-hello", "hello", true, "sample")?;
+    Ok((stripped, unstripped))
+}
+
+/// Builds `package` (library `lib`) for [`bench_sample`], its debug info
+/// stripped when `strip`, and copies it into `target/bench/<dir>/`; returns
+/// the copy's path.
+fn bench_library(package: &str, lib: &str, strip: bool, dir: &str) -> Result<PathBuf, String> {
+    let mut cmd = cargo();
+    cmd.args(["rustc", "--release", "-p", package, "--lib"]);
+    if strip {
+        cmd.args(["--", "-C", "strip=debuginfo"]);
+    }
+    exec(cmd)?;
     let file = format!(
-        "{}hello{}",
+        "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
     let from = root().join("target").join("release").join(&file);
-    let keep = |dir: &str| -> Result<PathBuf, String> {
-        let dir = root().join("target").join("bench").join(dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let to = dir.join(&file);
-        std::fs::copy(&from, &to)
-            .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
-        Ok(to)
-    };
-    let mut full = cargo();
-    full.args(["rustc", "--release", "-p", "plugbay-sample-hello", "--lib"]);
-    exec(full)?;
-    let unstripped = keep("sample-7mb")?;
-    let mut stripped = cargo();
-    stripped.args([
-        "rustc",
-        "--release",
-        "-p",
-        "plugbay-sample-hello",
-        "--lib",
-        "--",
-        "-C",
-        "strip=debuginfo",
-    ]);
-    exec(stripped)?;
-    Ok((keep("sample")?, unstripped))
+    let dir = root().join("target").join("bench").join(dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let to = dir.join(&file);
+    std::fs::copy(&from, &to)
+        .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
+    Ok(to)
 }
 
 /// `cargo xtask bench [--quick]`: criterion micro-benchmarks, then the scenarios

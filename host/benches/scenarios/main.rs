@@ -17,6 +17,7 @@
 
 mod admission;
 mod baselines;
+mod calls;
 mod child;
 mod concurrent_init;
 mod dag;
@@ -82,6 +83,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "scale",
         run: |o, r, rt| rt.block_on(scale::run(o, r)),
+    },
+    Scenario {
+        name: "calls",
+        run: |o, r, _| calls::run(o, r),
     },
 ];
 

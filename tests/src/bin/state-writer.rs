@@ -26,7 +26,7 @@ fn main() {
     match args[1].as_str() {
         "loop" => {
             let start: u64 = args[3].parse().expect(usage);
-            let manager = open(dir);
+            let manager = open_waiting(dir);
             let version = Version::parse(VERSION).expect("semver");
             let mut out = std::io::stdout().lock();
             writeln!(out, "ready").expect("stdout");
@@ -66,9 +66,31 @@ fn main() {
     }
 }
 
+/// Opens DIR, refusing at once if it is locked (what the locking tests check).
 fn open(dir: PathBuf) -> PluginStateManager {
     PluginStateManager::open(dir.clone())
         .unwrap_or_else(|e| panic!("open state dir {}: {e}", dir.display()))
+}
+
+/// Opens DIR for the crash test's `loop`, waiting a bounded while for its lock.
+///
+/// The test process opens the same directory between two children (to check
+/// what a killed child left) and closes it before starting the next one. Its
+/// lock can still be held for a moment after that: `flock` locks belong to the
+/// open file description, and a child that another test thread forked in that
+/// instant shares the descriptor until its `exec` closes it (close-on-exec).
+/// That is the test harness's own doing, not a second host, so wait it out.
+fn open_waiting(dir: PathBuf) -> PluginStateManager {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match PluginStateManager::open(dir.clone()) {
+            Ok(manager) => return manager,
+            Err(Error::StateDirLocked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("open state dir {}: {e}", dir.display()),
+        }
+    }
 }
 
 /// Makes writes past `limit` bytes fail with EFBIG instead of killing us.

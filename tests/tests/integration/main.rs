@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 mod authoring;
+mod calls;
 #[cfg(unix)]
 mod cli;
 #[cfg(unix)]

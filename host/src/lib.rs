@@ -187,6 +187,8 @@ pub mod internals {
     pub use crate::discovery::discover;
     pub use crate::loader::open_library;
     pub use crate::safety::cache::{FileIdentity, RACY_MARGIN};
+    #[cfg(target_os = "linux")]
+    pub use crate::safety::memfd::flush_shadow_copies;
     pub use crate::safety::probe::{ProbeOutcome, ProbeWorker};
     pub use crate::safety::shadow::{hash_file, sha256_file, ShadowDir};
 }

@@ -265,30 +265,30 @@ fn package() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the libraries the benchmarks load, in release with their debug info
-/// stripped (`-C strip=debuginfo` on the final link only, so nothing else
-/// rebuilds), as a plugin would ship, and copies them to `target/bench/sample/`:
-/// the `hello` sample (which the load benchmarks copy; its path is returned) and
-/// the `calls` test fixture (whose `sleep_ms` the call benchmark needs), found
-/// next to it.
-fn bench_sample() -> Result<PathBuf, String> {
-    bench_library("plugbay-fixture-calls", "fixture_calls")?;
-    bench_library("plugbay-sample-hello", "hello")
+/// Builds the libraries the benchmarks load, in release, and copies them under
+/// `target/bench/`: to `sample/`, with their debug info stripped (`-C
+/// strip=debuginfo` on the final link only, so nothing else rebuilds), as a
+/// plugin would ship, the `hello` sample (which the load benchmarks copy, ≈ 0.8
+/// MB) and the `calls` test fixture (whose `sleep_ms` the call benchmark needs),
+/// found next to it; to `sample-7mb/`, `hello` as the default `release` profile
+/// leaves it (line tables, ≈ 7 MB) for the `_7mb` load-cost rows. Returns the
+/// two `hello` copies (stripped, unstripped).
+fn bench_sample() -> Result<(PathBuf, PathBuf), String> {
+    let unstripped = bench_library("plugbay-sample-hello", "hello", false, "sample-7mb")?;
+    bench_library("plugbay-fixture-calls", "fixture_calls", true, "sample")?;
+    let stripped = bench_library("plugbay-sample-hello", "hello", true, "sample")?;
+    Ok((stripped, unstripped))
 }
 
-/// Builds `package` (library `lib`) for [`bench_sample`]; returns the copy's path.
-fn bench_library(package: &str, lib: &str) -> Result<PathBuf, String> {
+/// Builds `package` (library `lib`) for [`bench_sample`], its debug info
+/// stripped when `strip`, and copies it into `target/bench/<dir>/`; returns
+/// the copy's path.
+fn bench_library(package: &str, lib: &str, strip: bool, dir: &str) -> Result<PathBuf, String> {
     let mut cmd = cargo();
-    cmd.args([
-        "rustc",
-        "--release",
-        "-p",
-        package,
-        "--lib",
-        "--",
-        "-C",
-        "strip=debuginfo",
-    ]);
+    cmd.args(["rustc", "--release", "-p", package, "--lib"]);
+    if strip {
+        cmd.args(["--", "-C", "strip=debuginfo"]);
+    }
     exec(cmd)?;
     let file = format!(
         "{}{lib}{}",
@@ -296,7 +296,7 @@ fn bench_library(package: &str, lib: &str) -> Result<PathBuf, String> {
         std::env::consts::DLL_SUFFIX
     );
     let from = root().join("target").join("release").join(&file);
-    let dir = root().join("target").join("bench").join("sample");
+    let dir = root().join("target").join("bench").join(dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let to = dir.join(&file);
     std::fs::copy(&from, &to)
@@ -308,7 +308,7 @@ fn bench_library(package: &str, lib: &str) -> Result<PathBuf, String> {
 /// (whose table comes last). Goals are reported, never asserted.
 fn bench(quick: bool) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let sample = bench_sample()?;
+    let (sample, sample_7mb) = bench_sample()?;
     let mut micro = cargo();
     micro.args(["bench", "-p", "plugbay-host", "--bench", "micro"]);
     if quick {
@@ -333,6 +333,7 @@ fn bench(quick: bool) -> Result<(), String> {
         scenarios.arg("--quick");
     }
     scenarios.arg("--plugin").arg(&sample);
+    scenarios.arg("--plugin-7mb").arg(&sample_7mb);
     exec(scenarios)?;
     eprintln!(
         "xtask: bench{} took {:.0} s",

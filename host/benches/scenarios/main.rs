@@ -10,7 +10,9 @@
 //! Options (after `--`): `--quick` (small sizes, one round: CI's smoke run; goals
 //! are shown but never asserted), `--only a,b` (scenario names), `--plugin PATH`
 //! (the release sample library to copy; default `target/bench/sample/libhello.so`,
-//! which `cargo xtask bench` builds, or `$BENCH_PLUGIN`), `--out PATH` (default `target/bench/summary.json`).
+//! which `cargo xtask bench` builds, or `$BENCH_PLUGIN`), `--plugin-7mb PATH` (the
+//! same sample with line tables, ≈ 7 MB; default `target/bench/sample-7mb/libhello.so`;
+//! its load-cost rows are skipped when missing), `--out PATH` (default `target/bench/summary.json`).
 //! Run without `--bench` (as `cargo test --all-targets` does) it does nothing.
 
 mod admission;
@@ -42,6 +44,8 @@ pub struct Options {
     pub quick: bool,
     /// The release sample library copies are made of.
     pub plugin: PathBuf,
+    /// The same sample unstripped (line tables, ≈ 7 MB), if present.
+    pub plugin_7mb: Option<PathBuf>,
     /// Scratch space (plugin copies, state dirs, caches); temp dirs inside it.
     pub work: PathBuf,
 }
@@ -137,6 +141,11 @@ fn parse(args: &[OsString]) -> Result<Option<Cli>, String> {
     let mut plugin = std::env::var_os("BENCH_PLUGIN")
         .map(PathBuf::from)
         .unwrap_or(default_plugin);
+    let mut plugin_7mb = target.join("bench").join("sample-7mb").join(format!(
+        "{}hello{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
     let mut out = target.join("bench").join("summary.json");
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -158,6 +167,7 @@ fn parse(args: &[OsString]) -> Result<Option<Cli>, String> {
                 )
             }
             Some("--plugin") => plugin = PathBuf::from(value()?),
+            Some("--plugin-7mb") => plugin_7mb = PathBuf::from(value()?),
             Some("--out") => out = PathBuf::from(value()?),
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -191,6 +201,9 @@ fn parse(args: &[OsString]) -> Result<Option<Cli>, String> {
         options: Options {
             quick,
             plugin,
+            plugin_7mb: std::path::absolute(&plugin_7mb)
+                .ok()
+                .filter(|p| p.is_file()),
             work,
         },
         only,

@@ -67,7 +67,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     report.add(
         "tick_lateness_max_ms",
         med(&managed, "max_ms")?,
-        Goal::AtMost(5.0),
+        Goal::AtMost(2.0),
         format!(
             "1 ms ticks during a cold load_directory of {n} libraries ({:.0} ms, {:.0} ticks), median of {rounds} runs of the per-run max; tokio interval max {:.2} ms",
             med(&managed, "load_ms")?,
@@ -78,7 +78,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     report.add(
         "tick_lateness_p99_ms",
         med(&managed, "p99_ms")?,
-        Goal::AtMost(1.0),
+        Goal::AtMost(0.5),
         format!(
             "p50 {:.3} ms; tokio interval p99 {:.2} ms; idle runtime: p99 {:.3} ms, max {:.3} ms (tokio interval p99 {:.2} ms)",
             med(&managed, "p50_ms")?,

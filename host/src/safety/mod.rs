@@ -25,6 +25,8 @@
 pub mod cache;
 pub mod config;
 pub mod integrity;
+#[cfg(target_os = "linux")]
+pub(crate) mod memfd;
 mod opener;
 pub mod permissions;
 pub mod pipeline;

@@ -2,7 +2,10 @@
 //! copy + hash → integrity → cache or probe → open the shadow in the host.
 //!
 //! Cold path per file: one read of the original that hashes and writes the
-//! shadow copy at once, then the probe child opens the *copy*; meanwhile the
+//! shadow copy at once (with [`SafetyConfig::shadow_in_memory`] on Linux, a
+//! sealed memory file whose disk copy is written in the background for later
+//! starts), then the probe child opens the
+//! *copy*; meanwhile the
 //! host thread goes on with the next files and opens copies as verdicts arrive,
 //! skipping the layout check the probe already ran on those exact bytes.
 //! Warm path per file: `stat`, a cache hit (no read, no probe), and an open of
@@ -85,6 +88,9 @@ struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     fn new(config: &'a SafetyConfig, load: bool) -> Result<Self> {
+        // Disk copies an earlier admission of this process queued are found.
+        #[cfg(target_os = "linux")]
+        super::memfd::flush_shadow_copies();
         Ok(Self {
             config,
             load,
@@ -220,15 +226,13 @@ impl<'a> Pipeline<'a> {
                         (hashes, shadow, Some(entry))
                     } else {
                         let (hashes, shadow) =
-                            self.shadow
-                                .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                            self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                         (hashes, shadow, None)
                     }
                 }
                 None => {
                     let (hashes, shadow) =
-                        self.shadow
-                            .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                        self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                     let same = hashes.content_id == entry.content_id;
                     if same && racy {
                         self.cache.confirm(&identity.canonical_path);
@@ -238,8 +242,7 @@ impl<'a> Pipeline<'a> {
             },
             None => {
                 let (hashes, shadow) =
-                    self.shadow
-                        .copy_in(&candidate.canonical, &identity, want_sha256)?;
+                    self.copy_in(&candidate.canonical, &identity, want_sha256)?;
                 (hashes, shadow, None)
             }
         };
@@ -307,6 +310,30 @@ impl<'a> Pipeline<'a> {
             self.conclude(index, &copied, verdict, true);
         }
         Ok(())
+    }
+
+    /// Copies `original` while hashing it: into a sealed memory file where
+    /// possible (Linux, [`SafetyConfig::shadow_in_memory`]; its disk copy for later
+    /// starts is written in the background, not waited for), else into the shadow
+    /// directory.
+    /// Returns the hashes and the path the probe and the host open.
+    fn copy_in(
+        &mut self,
+        original: &Path,
+        identity: &FileIdentity,
+        want_sha256: bool,
+    ) -> Result<(Hashes, PathBuf)> {
+        #[cfg(target_os = "linux")]
+        if self.config.shadow_in_memory() {
+            if let Some(sealed) = super::memfd::seal_copy(original, identity, want_sha256)? {
+                let id = &sealed.hashes.content_id;
+                if self.shadow.existing(id, identity.size).is_none() {
+                    super::memfd::persist_later(&sealed.path, &self.shadow, id);
+                }
+                return Ok((sealed.hashes, sealed.path));
+            }
+        }
+        self.shadow.copy_in(original, identity, want_sha256)
     }
 
     fn check_integrity(&mut self, index: usize, path: &Path, sha256: &str) -> Result<()> {
@@ -381,8 +408,12 @@ impl<'a> Pipeline<'a> {
                     }
                 }
                 if self.load && !already_loaded {
-                    // SAFETY: `copied.shadow` is the copy named by its content id
-                    // (BLAKE3, `copied.hashes.content_id`) in our private 0700
+                    // SAFETY: `copied.shadow` is either a sealed memory file
+                    // (`memfd::seal_copy`: written from exactly the bytes it
+                    // hashed, then sealed against writes, growing and shrinking,
+                    // its descriptor never closed so its `/proc` path names it
+                    // alone) or the copy named by its content id (BLAKE3,
+                    // `copied.hashes.content_id`) in our private 0700
                     // directory, written by `ShadowDir::copy_in` from exactly the
                     // bytes it hashed and renamed into place only
                     // when complete (read-only, checked again for owner/size before

@@ -48,27 +48,27 @@ pub struct Hashes {
 }
 
 /// Hashes fed chunk by chunk: BLAKE3 always, SHA-256 on request.
-struct Hasher {
+pub(crate) struct Hasher {
     blake3: blake3::Hasher,
     sha256: Option<Sha256>,
 }
 
 impl Hasher {
-    fn new(want_sha256: bool) -> Self {
+    pub(crate) fn new(want_sha256: bool) -> Self {
         Self {
             blake3: blake3::Hasher::new(),
             sha256: want_sha256.then(Sha256::new),
         }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.blake3.update(bytes);
         if let Some(sha) = &mut self.sha256 {
             sha.update(bytes);
         }
     }
 
-    fn finish(self) -> Hashes {
+    pub(crate) fn finish(self) -> Hashes {
         Hashes {
             content_id: self.blake3.finalize().to_hex().to_string(),
             sha256: self.sha256.map(|s| format!("{:x}", s.finalize())),

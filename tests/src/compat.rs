@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use super::{cargo_build, fixture_target_dir, library_file_name, workspace_root, write_if_changed};
 
 /// The commit whose `plugin-api/` is the released 1.0.0 interface.
-pub const FROZEN_COMMIT: &str = "50c7c620d5046b9c644039f42f443b92118323bd";
+pub const FROZEN_COMMIT: &str = "6efb532dba49d2ca311ab1bcd04d7c6854389d5b";
 
 /// The one file in the frozen folder that is not part of the release.
 pub const FROZEN_NOTE: &str = "FROZEN.md";

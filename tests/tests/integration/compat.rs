@@ -29,7 +29,7 @@ async fn start(dir: &PluginDir, state: &Path, data: &Path) -> PluginManager {
 fn frozen_1_0_0_is_byte_identical_to_its_release_commit() {
     let listed = Command::new("git")
         .current_dir(workspace_root())
-        .args(["ls-tree", "-r", "--name-only", FROZEN_COMMIT, "plugin-api/"])
+        .args(["ls-tree", "-r", FROZEN_COMMIT, "plugin-api/"])
         .output()
         .expect("run git ls-tree");
     assert!(
@@ -37,9 +37,13 @@ fn frozen_1_0_0_is_byte_identical_to_its_release_commit() {
         "git cannot list {FROZEN_COMMIT} (a shallow clone? fetch the full history): {}",
         String::from_utf8_lossy(&listed.stderr)
     );
+    // `<mode> <type> <object>\t<path>`; symbolic links (mode 120000: the licence
+    // files, which point into the repository root) are not part of the frozen copy.
     let mut released: Vec<String> = String::from_utf8_lossy(&listed.stdout)
         .lines()
-        .map(|l| l.trim_start_matches("plugin-api/").to_owned())
+        .filter(|l| !l.starts_with("120000 "))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(_, path)| path.trim_start_matches("plugin-api/").to_owned())
         .collect();
     released.sort();
     assert_eq!(

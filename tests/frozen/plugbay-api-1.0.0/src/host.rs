@@ -128,6 +128,12 @@ impl HostContext {
 
     /// Calls `method` on the plugin called `name` with `args`, through the host.
     ///
+    /// When that plugin answers with an error, this returns it with the same
+    /// [`ErrorKind`](crate::ErrorKind) (e.g. `UnknownMethod`, `InvalidInput`) and
+    /// its message prefixed by who answered (`plugin `name`: call(method) failed:
+    /// ...`), so `?` passes it on faithfully. Failures of the host itself (no such
+    /// plugin, not active, a panic in the called plugin) are kind `Host`.
+    ///
     /// The call fails (instead of deadlocking) when it would re-enter a plugin
     /// that is already running on this call chain.
     pub fn call(&self, name: &str, method: &str, args: &Value) -> Result<Value, PluginError> {

@@ -24,7 +24,10 @@ pub trait PluginInstance: Send + 'static {
     /// Starts the plugin. `host` stays valid for the plugin's whole life.
     fn initialize(&mut self, host: HostContext) -> RResult<(), PluginError>;
 
-    /// Stops the plugin; it is dropped afterwards.
+    /// Stops the plugin. The host keeps the instance afterwards, so it can still
+    /// ask for the final state ([`PluginInstance::save_state`]); it is dropped
+    /// when the plugin is loaded again (a fresh instance replaces it) or when the
+    /// host lets go of the library.
     fn shutdown(&mut self) -> RResult<(), PluginError>;
 
     /// The plugin's state as JSON text, for the host to persist.

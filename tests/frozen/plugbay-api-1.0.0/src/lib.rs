@@ -51,7 +51,9 @@
 //!         match method {
 //!             "shout" => {
 //!                 self.calls += 1;
-//!                 let text = args["text"].as_str().ok_or("`text` must be a string")?;
+//!                 let text = args["text"]
+//!                     .as_str()
+//!                     .ok_or_else(|| PluginError::invalid_input("`text` must be a string"))?;
 //!                 Ok(json!(text.to_uppercase()))
 //!             }
 //!             _ => Err(PluginError::unknown_method(method)),
@@ -127,7 +129,7 @@ mod module;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use error::{ErrorKind, PluginError};
+pub use error::{ErrorKind, PluginError, StdPluginError};
 pub use export::{panic_message, Plugin};
 pub use host::{HostApi, HostApi_TO, HostContext, LogLevel};
 pub use instance::{PluginInstance, PluginInstanceBox, PluginInstance_TO};

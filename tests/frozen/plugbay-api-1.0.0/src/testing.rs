@@ -40,7 +40,7 @@
 //!     }
 //!
 //!     fn call(&mut self, method: &str, args: Value) -> Result<Value, PluginError> {
-//!         let host = self.host.as_ref().ok_or("not initialized")?;
+//!         let host = self.host.as_ref().ok_or_else(|| PluginError::failed("not initialized"))?;
 //!         match method {
 //!             "shout" => {
 //!                 let greeting = host.call("hello", "greet", &args)?;
@@ -216,7 +216,7 @@ impl TestHost {
     /// # use plugbay_api::{testing::TestHost, PluginError};
     /// # use serde_json::json;
     /// let host = TestHost::new().stub_call_with("math", "double", |args| {
-    ///     let n = args["n"].as_i64().ok_or("`n` must be an integer")?;
+    ///     let n = args["n"].as_i64().ok_or_else(|| PluginError::failed("`n` must be an integer"))?;
     ///     Ok(json!(n * 2))
     /// });
     /// assert_eq!(host.context().call("math", "double", &json!({ "n": 21 }))?, json!(42));
@@ -415,7 +415,7 @@ impl<P: Plugin> TestPlugin<P> {
     ///     fn load_state(&mut self, state: Value, saved_by: &str) -> Result<(), PluginError> {
     ///         // 1.x saved a bare number.
     ///         let count = if saved_by.starts_with("1.") { &state } else { &state["count"] };
-    ///         self.0 = count.as_u64().ok_or("the saved count is not a number")?;
+    ///         self.0 = count.as_u64().ok_or_else(|| PluginError::failed("the saved count is not a number"))?;
     ///         Ok(())
     ///     }
     /// }
@@ -496,7 +496,7 @@ impl<P: Plugin> TestPlugin<P> {
     ///         Ok(json!(self.0))
     ///     }
     ///     fn load_state(&mut self, state: Value, _saved_by: &str) -> Result<(), PluginError> {
-    ///         self.0 = state.as_u64().ok_or("the saved count is not a number")?;
+    ///         self.0 = state.as_u64().ok_or_else(|| PluginError::failed("the saved count is not a number"))?;
     ///         Ok(())
     ///     }
     /// }
@@ -564,7 +564,10 @@ mod tests {
         }
 
         fn call(&mut self, method: &str, args: Value) -> Result<Value, PluginError> {
-            let host = self.host.as_ref().ok_or("not initialized")?;
+            let host = self
+                .host
+                .as_ref()
+                .ok_or_else(|| PluginError::failed("not initialized"))?;
             match method {
                 "status" => Ok(json!(host.plugin_status(args.as_str().unwrap_or("")))),
                 "ask" => host.call("other", "answer", &args),

@@ -125,7 +125,7 @@ pub use call_policy::{CallMode, CallPath, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMO
 pub use context::{CallChain, HostServices, PluginContext};
 pub use error::{Error, Result};
 pub use events::{
-    Event, EventBus, EventReceiver, SubscriberStats, DEFAULT_SUBSCRIBER_CAPACITY,
+    Event, EventBus, EventReceiver, SubscriberStats, DEFAULT_SUBSCRIBER_CAPACITY, LIFECYCLE_SOURCE,
     MAX_EVENT_NAME_LEN, MAX_HANDLER_PANICS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH,
 };
 pub use ffi::FfiPlugin;

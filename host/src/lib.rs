@@ -75,6 +75,11 @@
 //!   [`MAX_STATE_DEPTH`] and [`MAX_STATE_NAME_LEN`]; [`default_state_dir`] is the
 //!   per-user default. A plugin's name also names its state file, so
 //!   [`validate_plugin_name`] is the naming rule, for tools that create plugins.
+//! - **Events**: an [`EventBus`] per manager carries named JSON [`Event`]s from
+//!   plugins, the embedder ([`PluginManager::publish`],
+//!   [`PluginManager::subscribe_events`] → [`EventReceiver`]) and the lifecycle
+//!   (source [`LIFECYCLE_SOURCE`]) to bounded per-subscriber queues; a full queue
+//!   drops and counts ([`SubscriberStats`]), never blocks the publisher.
 //! - **Errors**: one [`Error`] type (and [`Result`]) for everything above. Plugin
 //!   code reports a [`PluginError`] with an [`ErrorKind`]; a plugin's returned error
 //!   becomes [`Error::PluginFailed`] with that kind, and reaches a plugin that called

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use plugbay_host::{default_state_dir, Error, PluginManager};
 use serde_json::Value;
 
-use crate::run::open_manager;
+use crate::run::{open_manager, stop_all};
 use crate::safety_args::SafetyArgs;
 
 /// Options of `call`.
@@ -91,15 +91,7 @@ async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
     }
     let outcome = start_and_call(&manager, &operands, call_args, config).await;
     // Shut down whatever started, saving state, whatever the call did.
-    let stopped = manager.unload_all_plugins().await;
-    for failure in stopped.failures() {
-        if let Err(e) = &failure.result {
-            eprintln!(
-                "plugin-host: {} did not shut down cleanly: {e}",
-                failure.name
-            );
-        }
-    }
+    stop_all(&manager).await;
     outcome
 }
 

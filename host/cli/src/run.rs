@@ -63,6 +63,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
         );
         wait_for_stop().await;
     }
+    stop_all(&manager).await;
+    print_status(&manager, "stopped");
+    ExitCode::SUCCESS
+}
+
+/// Stops every plugin (dependents first, saving state) and reports on stderr each
+/// one that did not shut down cleanly.
+pub async fn stop_all(manager: &PluginManager) {
     let stopped = manager.unload_all_plugins().await;
     for failure in stopped.failures() {
         if let Err(e) = &failure.result {
@@ -72,8 +80,6 @@ pub async fn run(args: RunArgs) -> ExitCode {
             );
         }
     }
-    print_status(&manager, "stopped");
-    ExitCode::SUCCESS
 }
 
 fn print_status(manager: &PluginManager, heading: &str) {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::gate::Gate;
 use super::lifecycle::PluginState;
+use crate::call_policy::CallPath;
 use crate::context::PluginContext;
 use crate::error::{Error, Result};
 use crate::info::PluginInfo;
@@ -236,6 +237,25 @@ impl Plugin for Handle {
         Self: 'async_trait,
     {
         self.plugin.call(ctx, method, args)
+    }
+
+    fn call_json<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        ctx: PluginContext,
+        method: &'life1 str,
+        args: &'life2 str,
+    ) -> BoxFuture<'async_trait, std::result::Result<String, PluginError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.plugin.call_json(ctx, method, args)
+    }
+
+    fn call_path(&self) -> Option<CallPath> {
+        self.plugin.call_path()
     }
 }
 

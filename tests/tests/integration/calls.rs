@@ -43,10 +43,18 @@ fn mode(manager: &PluginManager, name: &str) -> CallMode {
 }
 
 fn path(manager: &PluginManager, name: &str) -> CallPath {
-    manager
+    let path = manager
         .call_path(name)
         .unwrap()
-        .expect("a native plugin has a call path")
+        .expect("a native plugin has a call path");
+    // What an embedder holding a looked-up plugin sees is the same path.
+    let via_lookup = manager
+        .get_plugin_by_name(name)
+        .expect("registered")
+        .call_path()
+        .map(|p| p.mode);
+    assert_eq!(via_lookup, Some(path.mode), "{name}: call path via lookup");
+    path
 }
 
 /// Calls `greet` on `name` until its calls run inline (each call must be short

@@ -27,7 +27,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     report.add(
         "dag_load_vs_critical_path",
         wall / bound,
-        Goal::AtMost(1.25),
+        Goal::AtMost(1.10),
         format!(
             "{n} plugins, depth {}, 10 ms initialize, median of {rounds}: {:.1} ms vs critical path {:.0} ms",
             dag.depth,

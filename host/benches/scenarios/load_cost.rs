@@ -46,26 +46,13 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         plugbay_host::internals::RACY_MARGIN + std::time::Duration::from_millis(100),
     );
     let m = measure(&small, n, rounds)?;
-    let per = |s: f64, n: usize| s * 1e6 / n as f64;
-    report.add(
-        "cold_load_vs_raw_dlopen",
-        m.cold / m.raw,
-        Goal::AtMost(3.0),
-        format!(
-            "{n} libraries, median of {rounds} fresh processes: cold {:.0} us/lib, raw dlopen {:.0} us/lib",
-            per(m.cold, n),
-            per(m.raw, n)
-        ),
-    );
-    report.add(
-        "warm_load_vs_raw_dlopen",
-        m.warm / m.raw,
-        Goal::AtMost(1.2),
-        format!(
-            "warm {:.0} us/lib, raw dlopen {:.0} us/lib",
-            per(m.warm, n),
-            per(m.raw, n)
-        ),
+    add_cold_warm(
+        report,
+        ["cold_load_vs_raw_dlopen", "warm_load_vs_raw_dlopen"],
+        &m,
+        n,
+        format!("{n} libraries, median of {rounds} fresh processes"),
+        String::new(),
     );
     report.add(
         "probe_ms_per_library",
@@ -80,28 +67,49 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let n = n_7mb;
     let m = measure(&copies, n, rounds)?;
     let mb = std::fs::metadata(big).map_or(0.0, |m| m.len() as f64 / 1e6);
+    add_cold_warm(
+        report,
+        ["cold_load_vs_raw_dlopen_7mb", "warm_load_vs_raw_dlopen_7mb"],
+        &m,
+        n,
+        format!("{n} copies of the unstripped sample ({mb:.1} MB), median of {rounds}"),
+        format!("; probe {:.2} ms/lib", m.probe_ms),
+    );
+    Ok(())
+}
+
+/// Reports the cold and warm ratios of one set of copies against raw dlopen:
+/// `keys` are the cold and the warm key, `context` starts the cold row's text and
+/// `warm_extra` ends the warm row's.
+fn add_cold_warm(
+    report: &mut Report,
+    [cold_key, warm_key]: [&'static str; 2],
+    m: &Measured,
+    n: usize,
+    context: String,
+    warm_extra: String,
+) {
+    let per = |s: f64| s * 1e6 / n as f64;
     report.add(
-        "cold_load_vs_raw_dlopen_7mb",
+        cold_key,
         m.cold / m.raw,
         Goal::AtMost(3.0),
         format!(
-            "{n} copies of the unstripped sample ({mb:.1} MB), median of {rounds}: cold {:.0} us/lib, raw dlopen {:.0} us/lib",
-            per(m.cold, n),
-            per(m.raw, n)
+            "{context}: cold {:.0} us/lib, raw dlopen {:.0} us/lib",
+            per(m.cold),
+            per(m.raw)
         ),
     );
     report.add(
-        "warm_load_vs_raw_dlopen_7mb",
+        warm_key,
         m.warm / m.raw,
         Goal::AtMost(1.2),
         format!(
-            "warm {:.0} us/lib, raw dlopen {:.0} us/lib; probe {:.2} ms/lib",
-            per(m.warm, n),
-            per(m.raw, n),
-            m.probe_ms
+            "warm {:.0} us/lib, raw dlopen {:.0} us/lib{warm_extra}",
+            per(m.warm),
+            per(m.raw)
         ),
     );
-    Ok(())
 }
 
 /// Medians over the rounds: wall seconds of each phase over all copies, and the

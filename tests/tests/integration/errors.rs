@@ -6,6 +6,14 @@ use integration_tests::PluginDir;
 use plugbay_host::{Error, ErrorKind, PluginManager};
 use serde_json::{json, Value};
 
+/// Asserts that a manager call failed in the plugin with `kind`.
+fn assert_kind(err: &Error, kind: ErrorKind) {
+    assert!(
+        matches!(err, Error::PluginFailed { kind: k, .. } if *k == kind),
+        "expected PluginFailed of kind {kind:?}, got {err:?}"
+    );
+}
+
 async fn started(dir: &PluginDir) -> PluginManager {
     let manager = dir.manager();
     let report = manager.load_directory(dir.path()).await.unwrap();
@@ -99,16 +107,7 @@ async fn a_called_plugins_error_kind_reaches_the_calling_plugin() {
         .call("hello", "no_such_method", Value::Null)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::PluginFailed {
-                kind: ErrorKind::UnknownMethod,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_kind(&err, ErrorKind::UnknownMethod);
     let report = manager.unload_all_plugins().await;
     assert!(report.is_ok(), "{report:?}");
 }
@@ -146,16 +145,7 @@ async fn question_mark_on_an_io_error_in_a_plugin_is_failed_with_its_text() {
         .call("errors", "read", json!({"path": 7}))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::PluginFailed {
-                kind: ErrorKind::InvalidInput,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_kind(&err, ErrorKind::InvalidInput);
     let report = manager.unload_all_plugins().await;
     assert!(report.is_ok(), "{report:?}");
 }

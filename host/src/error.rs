@@ -373,6 +373,17 @@ pub enum Error {
     /// Configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    // ----- run time -----
+    /// The plugin died on its own while running (its process crashed, exited,
+    /// overstayed a deadline or went over a limit); see [`crate::CrashReport`].
+    #[error("plugin `{plugin}` crashed: {report}")]
+    Crashed {
+        /// The plugin.
+        plugin: String,
+        /// Why, and its last stderr lines.
+        report: crate::crash::CrashReport,
+    },
 }
 
 impl Error {

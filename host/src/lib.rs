@@ -111,6 +111,7 @@
 mod abi_summary;
 mod call_policy;
 mod context;
+mod crash;
 mod data_dir;
 mod discovery;
 mod error;
@@ -128,6 +129,7 @@ mod state;
 
 pub use call_policy::{CallMode, CallPath, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER};
 pub use context::{CallChain, HostServices, PluginContext};
+pub use crash::{CrashReason, CrashReport, CrashSignal};
 pub use error::{Error, Result};
 pub use events::{
     Event, EventBus, EventReceiver, SubscriberStats, DEFAULT_SUBSCRIBER_CAPACITY, LIFECYCLE_SOURCE,

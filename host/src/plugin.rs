@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::call_policy::CallPath;
 use crate::context::PluginContext;
+use crate::crash::CrashSignal;
 use crate::info::PluginInfo;
 
 /// A plugin as the manager drives it. All methods may be called from any task.
@@ -68,6 +69,14 @@ pub trait Plugin: Send + Sync + 'static {
     /// they were sent back to the blocking pool; `None` for in-process plugins,
     /// whose calls always run on the caller's task.
     fn call_path(&self) -> Option<CallPath> {
+        None
+    }
+
+    /// For a plugin that can die on its own (e.g. one running in another
+    /// process): the signal that reports its death ([`crate::CrashSignal`]).
+    /// The manager watches it while the plugin is Active. `None` (the default)
+    /// for plugins that share the host's fate.
+    fn crash_signal(&self) -> Option<CrashSignal> {
         None
     }
 }

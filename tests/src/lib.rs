@@ -149,6 +149,16 @@ pub fn run_plugin_host(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, Strin
     )
 }
 
+/// The `data` of a `plugin-host COMMAND --json` document printed on `stdout`,
+/// after checking the document's `schema_version` and `command`.
+pub fn cli_json_data(stdout: &str, command: &str) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("{command} --json printed invalid JSON ({e}):\n{stdout}"));
+    assert_eq!(document["schema_version"], 1, "{stdout}");
+    assert_eq!(document["command"], command, "{stdout}");
+    document["data"].clone()
+}
+
 /// A fresh temporary plugin directory holding copies of the given built libraries
 /// (each under its own file name). Dropping it deletes the directory.
 pub struct PluginDir {

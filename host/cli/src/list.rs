@@ -27,12 +27,9 @@ fn show(dirs: &[PathBuf], json: bool, safety: &SafetyArgs, strict: bool) -> Exit
         }
     };
     if json {
-        match serde_json::to_string_pretty(&entries) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("plugin-host: cannot encode the listing: {e}");
-                return ExitCode::from(2);
-            }
+        let command = if strict { "check" } else { "list" };
+        if let Err(code) = crate::json::print(command, &entries) {
+            return code;
         }
     } else {
         print_table(&entries);

@@ -2,6 +2,7 @@
 
 mod call;
 mod inspect;
+mod json;
 mod list;
 mod lock;
 mod new;

@@ -257,6 +257,10 @@ impl Plugin for Handle {
     fn call_path(&self) -> Option<CallPath> {
         self.plugin.call_path()
     }
+
+    fn crash_signal(&self) -> Option<crate::crash::CrashSignal> {
+        self.plugin.crash_signal()
+    }
 }
 
 /// All registered plugins.

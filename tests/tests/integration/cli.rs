@@ -1,6 +1,6 @@
 //! The `plugin-host` binary, run as a user would.
 
-use integration_tests::{run_plugin_host, PluginDir};
+use integration_tests::{cli_json_data, run_plugin_host, PluginDir};
 use serde_json::Value;
 
 #[test]
@@ -10,8 +10,8 @@ fn list_json_reports_every_sample_and_the_bad_file() {
     let (code, stdout, stderr) =
         run_plugin_host(&["list".as_ref(), "--json".as_ref(), dir.path().as_os_str()]);
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
-    let entries: Vec<Value> = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("list --json printed invalid JSON ({e}):\n{stdout}"));
+    let entries: Vec<Value> = serde_json::from_value(cli_json_data(&stdout, "list"))
+        .unwrap_or_else(|e| panic!("list --json data is not an array ({e}):\n{stdout}"));
     assert_eq!(entries.len(), 4, "{stdout}");
     for entry in &entries {
         for key in ["path", "name", "version", "dependencies", "status", "error"] {
@@ -100,7 +100,8 @@ fn hostile_dir_list_check_and_run_end_normally_and_name_every_bad_file() {
         dir,
     ]);
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let entries: Vec<Value> = serde_json::from_str(&stdout).expect("list --json is JSON");
+    let entries: Vec<Value> =
+        serde_json::from_value(cli_json_data(&stdout, "list")).expect("list --json is an array");
     let entry = |file: &str| {
         let path = hostile.file(file);
         entries

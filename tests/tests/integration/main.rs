@@ -23,6 +23,7 @@ mod manager_lifecycle;
 mod manager_state;
 mod reentrancy;
 mod reload;
+mod reload_rollback;
 #[cfg(unix)]
 mod safety;
 #[cfg(unix)]

@@ -4,12 +4,16 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
+use integration_tests::watch::watchdog;
 use integration_tests::PluginDir;
 use plugbay_host::{
     Error, InProcessPlugin, LifecycleEvent, ManagerConfig, PluginManager, PluginState, ReloadEvent,
     ReloadOptions, ReloadStep,
 };
 use serde_json::{json, Value};
+
+/// Longer than anything here should take: past it a test fails instead of hanging.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A manager over `dir` with `counter` loaded and Active.
 async fn running_counter(dir: &PluginDir) -> PluginManager {
@@ -85,29 +89,42 @@ async fn reload_under_load_swaps_counter_with_zero_failed_calls_and_keeps_its_co
                 let mut errors = Vec::new();
                 while !stop.load(SeqCst) {
                     match manager.call("counter", "increment", Value::Null).await {
-                        Ok(_) => ok.fetch_add(1, SeqCst),
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            failed.fetch_add(1, SeqCst)
+                        Ok(_) => {
+                            ok.fetch_add(1, SeqCst);
                         }
-                    };
+                        Err(e) => {
+                            if errors.len() < 10 {
+                                errors.push(e.to_string());
+                            }
+                            failed.fetch_add(1, SeqCst);
+                            // A refused call returns at once: let the others run.
+                            tokio::task::yield_now().await;
+                        }
+                    }
                 }
                 errors
             })
         })
         .collect();
     // Let the callers get going, then reload under them.
-    while ok.load(SeqCst) < 200 {
-        tokio::task::yield_now().await;
-    }
-    let outcome = manager
-        .reload_plugin("counter", ReloadOptions::from_path(&next))
-        .await
-        .expect("reload succeeds");
+    let calls_reach = |n: u64| {
+        let ok = Arc::clone(&ok);
+        async move {
+            while ok.load(SeqCst) < n {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    };
+    watchdog("first calls", LIMIT, calls_reach(200)).await;
+    let outcome = watchdog(
+        "reload",
+        LIMIT,
+        manager.reload_plugin("counter", ReloadOptions::from_path(&next)),
+    )
+    .await
+    .expect("reload succeeds");
     let after_reload = ok.load(SeqCst);
-    while ok.load(SeqCst) < after_reload + 200 {
-        tokio::task::yield_now().await;
-    }
+    watchdog("calls after the reload", LIMIT, calls_reach(after_reload + 200)).await;
     stop.store(true, SeqCst);
     let mut errors = Vec::new();
     for caller in callers {

@@ -31,9 +31,13 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let work = tempfile::tempdir_in(&opts.work).map_err(|e| e.to_string())?;
     let dir = work.path().join("plugins");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let sample = std::fs::read(&opts.plugin)
-        .map_err(|e| format!("read {}: {e}", opts.plugin.display()))?;
-    let library = dir.join(opts.plugin.file_name().ok_or("the sample has no file name")?);
+    let sample =
+        std::fs::read(&opts.plugin).map_err(|e| format!("read {}: {e}", opts.plugin.display()))?;
+    let library = dir.join(
+        opts.plugin
+            .file_name()
+            .ok_or("the sample has no file name")?,
+    );
     write_variant(&library, &sample, 0)?;
     let safety = SafetyConfig::builder()
         .work_dir(work.path().join("host-work"))
@@ -75,7 +79,11 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
                 let args = json!({ "name": "bench" });
                 while !stop.load(SeqCst) {
                     let started = Instant::now();
-                    if manager.call(name.as_str(), "greet", args.clone()).await.is_err() {
+                    if manager
+                        .call(name.as_str(), "greet", args.clone())
+                        .await
+                        .is_err()
+                    {
                         failures.fetch_add(1, SeqCst);
                     }
                     longest.fetch_max(started.elapsed().as_nanos() as u64, SeqCst);

@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 /// `Failed` is also entered directly from `Registered`, `Unloaded` or `Failed`
 /// when a plugin cannot start because a dependency failed; no plugin code runs
 /// on that transition.
+///
+/// A reload keeps a plugin `Active` throughout; when it fails and restoring the
+/// old version fails too, the plugin goes `Active → Failed` directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginState {
     /// Known to the manager; none of its lifecycle code has run.
@@ -37,7 +40,8 @@ pub enum PluginState {
     ShuttingDown,
     /// Shut down cleanly; may be loaded again.
     Unloaded,
-    /// Initialize or shutdown failed (or a dependency did); the cause is kept.
+    /// Initialize or shutdown failed (or a dependency did, or a reload and its
+    /// rollback did); the cause is kept.
     /// A failed plugin may be loaded again once the cause is gone.
     Failed(Box<Error>),
 }

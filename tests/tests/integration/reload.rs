@@ -124,7 +124,12 @@ async fn reload_under_load_swaps_counter_with_zero_failed_calls_and_keeps_its_co
     .await
     .expect("reload succeeds");
     let after_reload = ok.load(SeqCst);
-    watchdog("calls after the reload", LIMIT, calls_reach(after_reload + 200)).await;
+    watchdog(
+        "calls after the reload",
+        LIMIT,
+        calls_reach(after_reload + 200),
+    )
+    .await;
     stop.store(true, SeqCst);
     let mut errors = Vec::new();
     for caller in callers {

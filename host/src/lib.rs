@@ -152,8 +152,9 @@ pub use plugin::Plugin;
 pub use resolve::{resolve, Node, Plan};
 pub use safety::probe_child::run_probe_child;
 pub use safety::{
-    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, write_lockfile, Admission,
-    FileReport, FileStatus, SafetyConfig, SafetyConfigBuilder, ScanReport,
+    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, scan_dirs_with_progress,
+    write_lockfile, Admission, FileReport, FileStatus, PermissionCheck, Progress, SafetyConfig,
+    SafetyConfigBuilder, ScanReport,
 };
 pub use state::{
     default_state_dir, LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent,

@@ -149,7 +149,7 @@ pub use manager::{
 /// embedder needs no direct dependency on `plugbay-api` of a matching version.
 pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
-pub use resolve::{resolve, Node, Plan};
+pub use resolve::{resolve, Cause, ClosestFile, Explanation, Node, Plan};
 pub use safety::probe_child::run_probe_child;
 pub use safety::{
     admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, scan_dirs_with_progress,

@@ -170,6 +170,14 @@ pub fn validate_plugin_name(name: &str) -> Result<()> {
     state::state_file_name(name).map(drop)
 }
 
+/// The file name under which a state directory keeps `name`'s state
+/// (`<name>.json`, see [`PluginStateManager`]), for tools that read a state
+/// directory without opening it (e.g. `plugin-host inspect --state-dir`, which
+/// must not take a running host's lock). Fails like [`validate_plugin_name`].
+pub fn state_file_name(name: &str) -> Result<String> {
+    state::state_file_name(name)
+}
+
 /// Opens the library at `path` **without admission**: no permission check, no
 /// private copy, no allowlist, no scan cache and no probe process. The dynamic
 /// loader maps the file in this process and runs its constructors, so a broken or

@@ -170,7 +170,8 @@ async fn call_inner(args: CallArgs, data: &mut CallData) -> Result<Value, Failur
         eprintln!("plugin-host: skipped {}: {err}", path.display());
     }
     data.timings_ms.admit = ms_since(admit);
-    let outcome = start_and_call(&manager, &operands, call_args, config, &mut data.timings_ms).await;
+    let outcome =
+        start_and_call(&manager, &operands, call_args, config, &mut data.timings_ms).await;
     // Shut down whatever started, saving state, whatever the call did.
     let stop = Instant::now();
     stop_all(&manager).await;

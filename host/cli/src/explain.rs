@@ -96,7 +96,9 @@ pub fn explain_data(scan: &Scan, name: &str) -> ExplainData {
             })
             .collect(),
         None if data.closest.is_empty() => {
-            vec![format!("{name}: no plugin of that name, and no file named like it")]
+            vec![format!(
+                "{name}: no plugin of that name, and no file named like it"
+            )]
         }
         None => data
             .closest
@@ -142,7 +144,9 @@ fn cause_line(cause: &Cause) -> String {
                 .as_deref()
                 .map(|s| format!(" ({})", file_name(std::path::Path::new(s))))
                 .unwrap_or_default();
-            format!("needs {dependency} {requirement}, but the installed {dependency} is {found}{from}")
+            format!(
+                "needs {dependency} {requirement}, but the installed {dependency} is {found}{from}"
+            )
         }
         Cause::Cycle { path } => format!(
             "dependency cycle {} (remove one of these dependencies)",

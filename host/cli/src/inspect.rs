@@ -153,9 +153,8 @@ fn inspect_inner(args: &InspectArgs) -> Result<Inspection, Failure> {
             _ => PathBuf::from("."),
         };
         dirs.push(parent.clone());
-        let canonical_parent = std::fs::canonicalize(&parent).map_err(|e| {
-            Failure(2, format!("cannot resolve {}: {e}", parent.display()))
-        })?;
+        let canonical_parent = std::fs::canonicalize(&parent)
+            .map_err(|e| Failure(2, format!("cannot resolve {}: {e}", parent.display())))?;
         Some(canonical_parent.join(target.file_name().unwrap_or_default()))
     } else {
         if args.dirs.is_empty() {
@@ -176,11 +175,16 @@ fn inspect_inner(args: &InspectArgs) -> Result<Inspection, Failure> {
             dirs.push(dir.clone());
         }
     }
-    let config = args.safety.config().map_err(|e| Failure(2, e.to_string()))?;
+    let config = args
+        .safety
+        .config()
+        .map_err(|e| Failure(2, e.to_string()))?;
     let scan = scan(&dirs, &config).map_err(|e| Failure(2, e.to_string()))?;
     let index = match &wanted_file {
         Some(wanted) => scan.report.files.iter().position(|f| {
-            f.path.parent().and_then(|p| std::fs::canonicalize(p).ok())
+            f.path
+                .parent()
+                .and_then(|p| std::fs::canonicalize(p).ok())
                 .map(|p| p.join(f.path.file_name().unwrap_or_default()))
                 .as_ref()
                 == Some(wanted)
@@ -333,7 +337,10 @@ fn print_text(i: &Inspection) {
     let ok = i.status == FileStatus::Ok && i.startable != Some(false);
     let status = status_word(i.status, i.startable);
     match &i.reason {
-        Some(reason) => row("status", &format!("{}: {reason}", style::status(&status, ok))),
+        Some(reason) => row(
+            "status",
+            &format!("{}: {reason}", style::status(&status, ok)),
+        ),
         None => row("status", &style::status(&status, ok)),
     }
     if let (Some(name), Some(version)) = (&i.name, &i.version) {
@@ -370,7 +377,9 @@ fn print_text(i: &Inspection) {
             row(if n == 0 { "dependencies" } else { "" }, &line);
         }
         match (&i.startable, &i.blocked) {
-            (Some(false), Some(why)) => row("startable", &style::status(&format!("no: {why}"), false)),
+            (Some(false), Some(why)) => {
+                row("startable", &style::status(&format!("no: {why}"), false))
+            }
             (Some(true), _) => row("startable", &style::status("yes", true)),
             _ => {}
         }

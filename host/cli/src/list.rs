@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::scan_view::{print_table, scan};
 use crate::safety_args::SafetyArgs;
+use crate::scan_view::{print_table, scan};
 
 /// `list --help`: its exit codes.
 pub const LIST_EXIT_CODES: &str = "Exit codes:

@@ -121,10 +121,7 @@ impl Scan {
                 version: f.plugin.as_ref().map(|p| p.version.to_string()),
                 status: f.status,
                 reason: match &f.plugin {
-                    Some(p) => Some(format!(
-                        "it declares the name `{}`, not `{name}`",
-                        p.name
-                    )),
+                    Some(p) => Some(format!("it declares the name `{}`, not `{name}`", p.name)),
                     None => file_problem(f),
                 },
             })

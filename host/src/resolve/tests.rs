@@ -541,7 +541,15 @@ mod explain_tree {
         assert_eq!((dependency.as_str(), mid.plugin.as_str()), ("mid", "mid"));
         let roots = tree.root_causes();
         assert_eq!(roots.len(), 1);
-        let (plugin, Cause::MissingDependency { dependency, closest, .. }) = roots[0] else {
+        let (
+            plugin,
+            Cause::MissingDependency {
+                dependency,
+                closest,
+                ..
+            },
+        ) = roots[0]
+        else {
             panic!("root cause should be a missing dependency: {roots:?}");
         };
         assert_eq!((plugin, dependency.as_str()), ("mid", "base"));

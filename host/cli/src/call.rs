@@ -36,7 +36,7 @@ pub struct CallArgs {
 }
 
 /// `call --help`: its exit codes.
-pub const EXIT_CODES: &str = "Exit codes:
+pub const EXIT_CODES: &str = "Exit status:
   0  the call succeeded (its result is on stdout)
   1  the plugin failed: unknown plugin or method, it did not start, it returned an error or
      panicked

@@ -15,7 +15,7 @@ use crate::scan_view::{file_name, scan, status_word, Scan};
 use crate::style;
 
 /// `explain --help`: its exit codes.
-pub const EXIT_CODES: &str = "Exit codes:
+pub const EXIT_CODES: &str = "Exit status:
   0  the plugin would start
   1  it would not (blocked, or no usable plugin has that name)
   2  usage or setup error (bad options, unusable work dir or allowlist, probe missing)";

@@ -20,7 +20,7 @@ use crate::scan_view::{file_stem_name, newer_interface_warning, scan, status_wor
 use crate::style;
 
 /// `inspect --help`: its exit codes.
-pub const EXIT_CODES: &str = "Exit codes:
+pub const EXIT_CODES: &str = "Exit status:
   0  the file was found and inspected (whatever its verdict: see `status`)
   1  no file in the directories is that file or plugin
   2  usage or setup error (NAME without DIR, bad options, unusable work dir, probe missing)";

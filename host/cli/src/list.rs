@@ -7,12 +7,12 @@ use crate::safety_args::SafetyArgs;
 use crate::scan_view::{print_table, scan};
 
 /// `list --help`: its exit codes.
-pub const LIST_EXIT_CODES: &str = "Exit codes:
+pub const LIST_EXIT_CODES: &str = "Exit status:
   0  the directories were scanned (whatever the files' verdicts)
   2  usage or setup error (bad options, unusable work dir or allowlist, probe missing)";
 
 /// `check --help`: its exit codes.
-pub const CHECK_EXIT_CODES: &str = "Exit codes:
+pub const CHECK_EXIT_CODES: &str = "Exit status:
   0  every file is a usable plugin whose dependencies resolve
   1  some file is quarantined, incompatible, refused, insecure, unreadable or unresolvable
   2  usage or setup error (bad options, unusable work dir or allowlist, probe missing)";

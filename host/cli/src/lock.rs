@@ -7,7 +7,7 @@ use plugbay_host::write_lockfile;
 use serde::Serialize;
 
 /// `lock --help`: its exit codes.
-pub const EXIT_CODES: &str = "Exit codes:
+pub const EXIT_CODES: &str = "Exit status:
   0  the allowlist was written
   2  usage error, or a directory or file could not be read, or the list could not be written";
 

@@ -27,7 +27,7 @@ const RESERVED: &[&str] = &[
 ];
 
 /// `new --help`: its exit codes.
-pub const EXIT_CODES: &str = "Exit codes:
+pub const EXIT_CODES: &str = "Exit status:
   0  the crate was created
   2  the name is not a valid plugin name, or the directory exists and is not empty, or a file
      could not be written";

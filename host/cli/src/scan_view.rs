@@ -179,10 +179,18 @@ impl Scan {
 /// (the caller names the file).
 pub fn file_problem(f: &FileReport) -> Option<String> {
     match &f.error {
-        Some(Error::Quarantined { reason, .. } | Error::Refused { reason, .. }) => {
-            Some(reason.clone())
+        Some(
+            Error::Quarantined { reason, .. }
+            | Error::Refused { reason, .. }
+            | Error::OpenFailed { reason, .. }
+            | Error::InvalidMetadata { reason, .. },
+        ) => Some(reason.clone()),
+        _ => {
+            let path = f.path.display().to_string();
+            f.reason
+                .as_deref()
+                .map(|r| r.strip_prefix(&path).map_or(r, str::trim_start).to_owned())
         }
-        _ => f.reason.clone(),
     }
 }
 

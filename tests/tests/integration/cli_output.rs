@@ -213,7 +213,7 @@ fn every_subcommand_lists_its_exit_codes_in_its_help() {
         let (code, stdout, stderr) = run_plugin_host(&[command.as_ref(), "--help".as_ref()]);
         assert_eq!(code, Some(0), "{command} --help: {stderr}");
         assert!(
-            stdout.contains("Exit codes:") && stdout.contains("  0  ") && stdout.contains("  2  "),
+            stdout.contains("Exit status:") && stdout.contains("  0  ") && stdout.contains("  2  "),
             "{command} --help has no exit codes:\n{stdout}"
         );
     }

@@ -86,8 +86,8 @@ pub struct FileReport {
     pub permissions: Option<PermissionCheck>,
 }
 
-/// The file-level permission check a file passed (see
-/// [`crate::safety::permissions::check_file`]); a file that fails it is reported
+/// What the admission pipeline's file-level check (owner, mode, symlinks, type,
+/// size) saw of a file that passed it; a file that fails it is reported
 /// `insecure` or `refused` with the rule it broke in its reason instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PermissionCheck {
@@ -126,9 +126,9 @@ impl PermissionCheck {
     }
 }
 
-/// How far a scan or admission has got, for a progress display: handed to the
-/// observer of [`crate::safety::pipeline::scan_dirs_with_progress`] each time a
-/// file gets its verdict and each time a directory's files were discovered.
+/// How far a scan has got, for a progress display: handed to the observer of
+/// [`crate::scan_dirs_with_progress`] each time a file gets its verdict and each
+/// time a directory's files were discovered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Files that have their verdict.

@@ -14,7 +14,7 @@ const REDRAW_EVERY: Duration = Duration::from_millis(80);
 
 /// Scans `dirs`, with a progress line on a terminal.
 pub fn scan(dirs: &[PathBuf], config: &SafetyConfig) -> Result<ScanReport> {
-    let mut line = ProgressLine::new(std::io::stderr().is_terminal());
+    let mut line = ProgressLine::new(std::io::stderr(), std::io::stderr().is_terminal());
     let report = scan_dirs_with_progress(dirs, config, &mut |p| line.update(p));
     line.clear();
     report
@@ -25,17 +25,19 @@ fn text(p: Progress) -> String {
     format!("checking plugin libraries: {} of {}", p.done, p.total)
 }
 
-/// The line's state.
-struct ProgressLine {
+/// The line's state, drawn on `out`.
+struct ProgressLine<W: Write> {
+    out: W,
     enabled: bool,
     /// Characters drawn so far on the line (what `clear` has to blank out).
     width: usize,
     last_draw: Option<Instant>,
 }
 
-impl ProgressLine {
-    fn new(enabled: bool) -> Self {
+impl<W: Write> ProgressLine<W> {
+    fn new(out: W, enabled: bool) -> Self {
         Self {
+            out,
             enabled,
             width: 0,
             last_draw: None,
@@ -52,17 +54,15 @@ impl ProgressLine {
         }
         let text = text(p);
         self.width = self.width.max(text.len());
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{text:<width$}", width = self.width);
-        let _ = err.flush();
+        let _ = write!(self.out, "\r{text:<width$}", width = self.width);
+        let _ = self.out.flush();
         self.last_draw = Some(Instant::now());
     }
 
     fn clear(&mut self) {
         if self.enabled && self.width > 0 {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{:width$}\r", "", width = self.width);
-            let _ = err.flush();
+            let _ = write!(self.out, "\r{:width$}\r", "", width = self.width);
+            let _ = self.out.flush();
             self.width = 0;
         }
     }
@@ -85,8 +85,32 @@ mod tests {
 
     #[test]
     fn a_disabled_line_draws_nothing() {
-        let mut line = ProgressLine::new(false);
+        let mut line = ProgressLine::new(Vec::new(), false);
         line.update(Progress { done: 1, total: 2 });
-        assert_eq!((line.width, line.last_draw), (0, None));
+        line.clear();
+        assert!(line.out.is_empty());
+    }
+
+    #[test]
+    fn an_enabled_line_redraws_in_place_always_shows_the_end_and_erases_itself() {
+        let mut line = ProgressLine::new(Vec::new(), true);
+        line.update(Progress { done: 1, total: 10 });
+        // As if it had just drawn (a clock that never moves): an intermediate
+        // state is skipped, the last one is not.
+        line.last_draw = Some(Instant::now() + Duration::from_secs(3600));
+        line.update(Progress { done: 2, total: 10 });
+        line.update(Progress {
+            done: 10,
+            total: 10,
+        });
+        line.clear();
+        let out = String::from_utf8(line.out).unwrap();
+        let blank = " ".repeat("checking plugin libraries: 10 of 10".len());
+        assert_eq!(
+            out,
+            format!(
+                "\rchecking plugin libraries: 1 of 10\rchecking plugin libraries: 10 of 10\r{blank}\r"
+            )
+        );
     }
 }

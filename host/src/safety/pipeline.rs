@@ -100,6 +100,8 @@ struct Pipeline<'a> {
     admission: Admission,
     /// The progress observer, if any ([`scan_dirs_with_progress`]).
     progress: Option<&'a mut dyn FnMut(Progress)>,
+    /// Files discovered so far (the progress total).
+    discovered: usize,
 }
 
 impl<'a> Pipeline<'a> {
@@ -125,16 +127,17 @@ impl<'a> Pipeline<'a> {
             unavailable: None,
             admission: Admission::default(),
             progress: None,
+            discovered: 0,
         })
     }
 
     /// Tells the progress observer (if any) how many files have their verdict.
     fn report_progress(&mut self) {
         if let Some(progress) = self.progress.as_mut() {
-            let total = self.admission.report.files.len();
+            let files = self.admission.report.files.len();
             progress(Progress {
-                done: total - self.waiting.len(),
-                total,
+                done: files - self.waiting.len(),
+                total: self.discovered.max(files),
             });
         }
     }
@@ -155,13 +158,8 @@ impl<'a> Pipeline<'a> {
                     continue;
                 }
             };
-            if let Some(progress) = self.progress.as_mut() {
-                let done = self.admission.report.files.len() - self.waiting.len();
-                progress(Progress {
-                    done,
-                    total: self.admission.report.files.len() + found.len(),
-                });
-            }
+            self.discovered = self.admission.report.files.len() + found.len();
+            self.report_progress();
             for path in found {
                 let index = self.admission.report.files.len();
                 self.admission.report.files.push(FileReport::new(&path));

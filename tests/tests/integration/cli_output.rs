@@ -218,3 +218,31 @@ fn every_subcommand_lists_its_exit_codes_in_its_help() {
         );
     }
 }
+
+/// The hook behind the progress line: the scan reports every file, in order,
+/// and ends with all of them done.
+#[test]
+fn the_scan_reports_progress_up_to_every_file() {
+    let hostile = integration_tests::safety_support::HostileDir::new();
+    let mut seen = Vec::new();
+    let report =
+        plugbay_host::scan_dirs_with_progress(&hostile.dirs(), &hostile.config(), &mut |p| {
+            seen.push(p)
+        })
+        .expect("scan");
+    let total = report.files.len();
+    let last = seen.last().copied().expect("some progress was reported");
+    assert_eq!((last.done, last.total), (total, total), "{seen:?}");
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].done <= w[1].done && w[0].total <= w[1].total),
+        "progress went backwards: {seen:?}"
+    );
+    assert!(seen.iter().all(|p| p.done <= p.total), "{seen:?}");
+    // One report per file at least (each verdict), plus the directory listing.
+    assert!(
+        seen.len() > total,
+        "{} reports for {total} files",
+        seen.len()
+    );
+}

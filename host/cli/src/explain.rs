@@ -162,6 +162,26 @@ fn cause_line(cause: &Cause) -> String {
     }
 }
 
+/// Why an installed optional `dependency` was not wired, in words, if
+/// `error` (one of the plan's skipped-optional reasons) is about it.
+fn skipped_reason(error: &plugbay_host::Error, dependency: &str) -> Option<String> {
+    use plugbay_host::Error;
+    match error {
+        Error::VersionConflict {
+            dependency: d,
+            found,
+            ..
+        } if d == dependency => Some(format!("the installed {d} is {found}")),
+        Error::DependencyFailed { dependency: d, .. } if d == dependency => {
+            Some(format!("{d} cannot start (plugin-host explain {d})"))
+        }
+        Error::DependencyCycle { cycle } if cycle.iter().any(|n| n == dependency) => {
+            Some(format!("it would close the cycle {}", cycle.join(" -> ")))
+        }
+        _ => None,
+    }
+}
+
 /// A closest file in words.
 fn closest_line(f: &ClosestFile) -> String {
     let status = status_word(f.status, None);
@@ -230,18 +250,30 @@ fn render(scan: &Scan, e: &Explanation, indent: &str, out: &mut Vec<String>) {
     match &e.cause {
         Cause::Startable => {
             if let Some((_, node)) = scan.nodes.iter().find(|(_, n)| n.source == e.source) {
+                let wired = scan.plan.dependencies.get(&node.id);
+                let skipped = scan.plan.skipped_optional.get(&node.id);
                 for dep in &node.dependencies {
                     let to = match scan.resolved(&dep.name) {
-                        Some((i, n)) if dep.requirement.matches(&n.version) => format!(
+                        Some((i, n)) if wired.is_some_and(|w| w.contains(&n.id)) => format!(
                             "{} {} ({})",
                             n.name,
                             n.version,
                             file_name(&scan.report.files[i].path)
                         ),
-                        _ => "not used (optional)".to_owned(),
+                        None => "not installed (optional: starts without it)".to_owned(),
+                        Some(_) => {
+                            let why = skipped
+                                .and_then(|errors| {
+                                    errors.iter().find_map(|e| skipped_reason(e, &dep.name))
+                                })
+                                .map(|why| format!(": {why}"))
+                                .unwrap_or_default();
+                            format!("not used (optional: starts without it){why}")
+                        }
                     };
+                    let verb = if dep.optional { "can use" } else { "needs" };
                     out.push(format!(
-                        "{child}needs {} {}: {to}",
+                        "{child}{verb} {} {}: {to}",
                         dep.name, dep.requirement
                     ));
                 }

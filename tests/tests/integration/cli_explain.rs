@@ -239,3 +239,24 @@ fn an_unknown_name_exits_1_and_a_usage_error_exits_2() {
     let (code, _, stderr) = run_plugin_host(&["explain".as_ref(), "hello".as_ref()]);
     assert_eq!(code, Some(2), "no directory is a usage error: {stderr}");
 }
+
+#[test]
+fn a_startable_plugin_says_which_optional_dependencies_it_starts_without_and_why() {
+    let dir = dir_with(&["hello"], &["fan", "picky"]);
+    let (code, text, stderr) = explain(&[dir.path()], "fan", false);
+    assert_eq!(code, Some(0), "{stderr}\n{text}");
+    assert!(
+        text.starts_with("fan 1.0.0 (libfan.so): would start"),
+        "{text}"
+    );
+    assert!(
+        text.contains("can use hello ^1: hello 1.0.0 (libhello.so)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "can use picky ^1: not used (optional: starts without it): picky cannot start"
+        ),
+        "{text}"
+    );
+}

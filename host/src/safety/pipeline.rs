@@ -222,10 +222,16 @@ impl<'a> Pipeline<'a> {
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
         let candidate = permissions::check_file(path, canonical_dir, self.config)?;
+        // `check_file` gives a non-symlink the canonical path dir + name (a
+        // symlink resolves elsewhere: a link to itself is an error), so this
+        // costs no extra `lstat`.
+        let symlink = path
+            .file_name()
+            .is_none_or(|name| candidate.canonical != canonical_dir.join(name));
         self.admission.report.files[index].permissions = Some(PermissionCheck::of(
-            path,
             &candidate.metadata,
             self.config.strict_permissions && permissions::PERMISSIONS_ENFORCED,
+            symlink,
         ));
         if let Some(warning) = permissions::unenforced_warning(
             self.config.strict_permissions,

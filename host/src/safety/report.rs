@@ -107,8 +107,9 @@ pub struct PermissionCheck {
 }
 
 impl PermissionCheck {
-    /// What the check saw of the file `path` whose target has metadata `meta`.
-    pub(crate) fn of(path: &Path, meta: &std::fs::Metadata, enforced: bool) -> Self {
+    /// What the check saw of a file whose target has metadata `meta`; `symlink`:
+    /// whether the discovered path was a symlink.
+    pub(crate) fn of(meta: &std::fs::Metadata, enforced: bool, symlink: bool) -> Self {
         #[cfg(unix)]
         let (mode, owner_uid) = {
             use std::os::unix::fs::MetadataExt;
@@ -120,7 +121,7 @@ impl PermissionCheck {
             enforced,
             mode,
             owner_uid,
-            symlink: std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()),
+            symlink,
             size: meta.len(),
         }
     }

@@ -189,3 +189,16 @@ fn text_output_and_exit_codes() {
     let (code, _, stderr) = args(&["greeter".as_ref()]);
     assert_eq!(code, Some(2), "a name without directories: {stderr}");
 }
+
+#[test]
+fn a_symlink_inside_the_directory_is_reported_as_one() {
+    let dir = PluginDir::with(&["hello"]);
+    let work = tempfile::tempdir().unwrap();
+    let link = dir.path().join("libalias.so");
+    std::os::unix::fs::symlink(dir.library("hello"), &link).unwrap();
+    let data = inspect_json(work.path(), &[link.as_os_str()], 0);
+    assert_eq!(data["status"], "ok", "{data}");
+    assert_eq!(data["permissions"]["symlink"], true, "{data}");
+    let data = inspect_json(work.path(), &[dir.library("hello").as_os_str()], 0);
+    assert_eq!(data["permissions"]["symlink"], false, "{data}");
+}

@@ -21,9 +21,15 @@ use tracing_subscriber::EnvFilter;
 
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
+/// `plugin-host --help`: the exit status convention every subcommand follows.
+const EXIT_STATUS: &str =
+    "Exit status: 0 success; 1 the subcommand ran but found a problem (a file \
+needing attention, a plugin that would not start or failed); 2 usage or setup error. Each \
+subcommand's --help lists its own.";
+
 /// Discover, check and run native plugins built against plugbay-api.
 #[derive(Parser)]
-#[command(name = "plugin-host", version, about)]
+#[command(name = "plugin-host", version, about, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

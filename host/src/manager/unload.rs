@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 impl Inner {
     /// Shuts `slot` down (see `PluginManager::unload_plugin`).
     pub(crate) async fn unload(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
-        if slot.state().is_idle() {
+        // A pending restart is cancelled, and then the lock is always taken: the
+        // restart may be starting the plugin right now (see supervise/book.rs).
+        let restart_pending = self.supervisor.cancel_restart(slot.id);
+        if slot.state().is_idle() && !restart_pending {
             return if slot.is_removed() {
                 Err(Error::NotFound(slot.id))
             } else {
@@ -25,6 +28,7 @@ impl Inner {
         }
         reentry::refuse(slot, PluginState::Unloaded.name())?;
         let _lifecycle = slot.lifecycle.lock().await;
+        self.supervisor.cancel_restart(slot.id);
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
         }
@@ -116,12 +120,14 @@ impl Inner {
     pub(crate) async fn unregister(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
         reentry::refuse(slot, "unregistered")?;
         let _lifecycle = slot.lifecycle.lock().await;
+        self.supervisor.cancel_restart(slot.id);
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
         }
         self.unload_locked(slot).await?;
         slot.gate.mark_removed(&slot.name)?;
         self.registry.remove(slot.id);
+        self.supervisor.forget(slot.id);
         tracing::info!(plugin = %slot.name, "unregistered");
         Ok(())
     }

@@ -104,9 +104,10 @@ impl Supervisor {
         });
     }
 
-    /// Cancels a pending restart of `id`; whether one was pending. The unload
-    /// and unregister paths call it before looking at the state and again
-    /// under the lifecycle lock (see `book.rs` for why both).
+    /// Cancels a pending restart of `id`; returns whether the supervisor may
+    /// still change its state (then the caller must take the lifecycle lock).
+    /// The unload and unregister paths call it before looking at the state and
+    /// again under the lifecycle lock (see `book.rs` for why both).
     pub(crate) fn cancel_restart(&self, id: Uuid) -> bool {
         self.book.cancel(id)
     }
@@ -159,10 +160,17 @@ impl Inner {
                 return;
             }
             tracing::warn!(plugin = %slot.name, %report, "crashed");
-            if self
-                .transition(slot, PluginState::Failed(Box::new(cause.clone())))
-                .is_err()
-            {
+            // The restart is registered before the watch ends (in the
+            // transition): an unload always finds one of them (book.rs).
+            let ticket = match &policy {
+                RestartPolicy::Never => None,
+                RestartPolicy::OnFailure(_) => Some(self.supervisor.book.begin_restart(slot.id)),
+            };
+            if let Err(e) = self.transition(slot, PluginState::Failed(Box::new(cause.clone()))) {
+                tracing::error!(plugin = %slot.name, error = %e, "cannot record the crash");
+                if let Some(ticket) = &ticket {
+                    self.supervisor.book.end_restart(slot.id, ticket.id);
+                }
                 return;
             }
             self.release_holds(slot);
@@ -170,10 +178,7 @@ impl Inner {
                 plugin: slot.name.clone(),
                 report,
             });
-            match &policy {
-                RestartPolicy::Never => None,
-                RestartPolicy::OnFailure(_) => Some(self.supervisor.book.begin_restart(slot.id)),
-            }
+            ticket
         };
         let stopped = self.stop_dependents(slot).await;
         if let (Some(ticket), RestartPolicy::OnFailure(policy)) = (ticket, policy) {

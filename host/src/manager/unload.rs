@@ -16,10 +16,11 @@ use crate::error::{Error, Result};
 impl Inner {
     /// Shuts `slot` down (see `PluginManager::unload_plugin`).
     pub(crate) async fn unload(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
-        // A pending restart is cancelled, and then the lock is always taken: the
-        // restart may be starting the plugin right now (see supervise/book.rs).
-        let restart_pending = self.supervisor.cancel_restart(slot.id);
-        if slot.state().is_idle() && !restart_pending {
+        // A pending restart is cancelled first. While the supervisor may still
+        // change the state (a crash being recorded, a restart starting the
+        // plugin), the lock is always taken (protocol: supervise/book.rs).
+        let supervised = self.supervisor.cancel_restart(slot.id);
+        if !supervised && slot.state().is_idle() {
             return if slot.is_removed() {
                 Err(Error::NotFound(slot.id))
             } else {

@@ -12,15 +12,19 @@
 //!   current one: a crash of an incarnation that was unloaded normally (or
 //!   replaced by a new one) is ignored.
 //! - **Restart.** The crash handler registers the pending restart under the
-//!   lifecycle lock, in the same critical section that writes `Failed`. The
-//!   restart runs only if, under the lifecycle lock again, that restart is
-//!   still pending and not cancelled.
-//! - **Cancel.** An unload cancels a pending restart before it looks at the
-//!   state, and again once it holds the lifecycle lock. If a restart was
-//!   pending it always takes the lock (a restart may be mid-initialize, or
-//!   about to start) and unloads whatever the restart produced. So once an
-//!   unload returned, no restart started before it survives and none starts
-//!   after it.
+//!   lifecycle lock, in the same critical section that writes `Failed`, and
+//!   before it ends the watch. The restart runs only if, under the lifecycle
+//!   lock again, that restart is still pending and not cancelled; the watch
+//!   of the restarted incarnation replaces it in one step. So from the first
+//!   watch to the end of the last restart, the record always shows a watch or
+//!   a pending restart: the supervisor may still change the state.
+//! - **Cancel.** An unload first cancels a pending restart ([`Book::cancel`]),
+//!   which also says whether the supervisor may still change the state; only
+//!   when it may not, and the plugin is idle, does the unload skip the
+//!   lifecycle lock. Otherwise it takes the lock (a crash may be being
+//!   recorded, a restart may be mid-initialize or about to start), cancels
+//!   again and unloads whatever it finds. So once an unload returned, no
+//!   restart started before it survives and none starts after it.
 //!
 //! The `loom_model` tests at the end run this code with the real [`Gate`]
 //! under every interleaving loom explores (`cargo xtask loom`).
@@ -58,6 +62,8 @@ struct Records {
 struct Record {
     /// Bumped whenever the plugin enters or leaves `Active`.
     epoch: u64,
+    /// Whether the current incarnation is watched (Active with a crash signal).
+    watching: bool,
     /// Dropping it ends the current incarnation's watcher.
     stop: Option<oneshot::Sender<()>>,
     /// The restart scheduled after a crash, if any.
@@ -88,6 +94,7 @@ impl Book {
             let record = records.by_id.entry(id).or_default();
             record.epoch += 1;
             record.restart = None;
+            record.watching = stop.is_some();
             (record.epoch, std::mem::replace(&mut record.stop, stop))
         };
         drop(old);
@@ -100,6 +107,7 @@ impl Book {
             let mut records = self.records.lock();
             let record = records.by_id.entry(id).or_default();
             record.epoch += 1;
+            record.watching = false;
             record.stop.take()
         };
         drop(stop);
@@ -149,25 +157,27 @@ impl Book {
     }
 
     /// Cancels the pending restart of `id`, if any, and wakes its wait.
-    /// Returns whether one was pending.
+    /// Returns whether the supervisor may still change the plugin's state (its
+    /// incarnation is watched, or a restart was pending): then the caller must
+    /// take the lifecycle lock before trusting the state.
     pub(crate) fn cancel(&self, id: Uuid) -> bool {
-        let wake = {
+        let (supervised, wake) = {
             let mut records = self.records.lock();
-            match records.by_id.get_mut(&id).and_then(|r| r.restart.as_mut()) {
-                Some(pending) => {
-                    pending.cancelled = true;
-                    Some(Arc::clone(&pending.wake))
+            match records.by_id.get_mut(&id) {
+                None => (false, None),
+                Some(record) => {
+                    let wake = record.restart.as_mut().map(|pending| {
+                        pending.cancelled = true;
+                        Arc::clone(&pending.wake)
+                    });
+                    (record.watching || wake.is_some(), wake)
                 }
-                None => None,
             }
         };
-        match wake {
-            Some(wake) => {
-                wake.notify_one();
-                true
-            }
-            None => false,
+        if let Some(wake) = wake {
+            wake.notify_one();
         }
+        supervised
     }
 
     /// Whether restart `ticket` of `id` is still pending and not cancelled.
@@ -246,7 +256,7 @@ mod loom_model {
             .gate
             .write_transition("p", PluginState::Active)
             .unwrap();
-        let epoch = plugin.book.watch(ID, None);
+        let epoch = plugin.book.watch(ID, Some(oneshot::channel().0));
         (Arc::new(plugin), epoch)
     }
 
@@ -257,9 +267,10 @@ mod loom_model {
         if !p.book.is_current(ID, epoch) || !p.gate.state().is_active() {
             return None;
         }
+        let ticket = restart.then(|| p.book.begin_restart(ID).id);
         p.gate.write_transition("p", crashed()).unwrap();
         p.book.unwatch(ID);
-        restart.then(|| p.book.begin_restart(ID).id)
+        ticket
     }
 
     /// A load under the lifecycle lock (the caller holds it).
@@ -268,7 +279,7 @@ mod loom_model {
             .write_transition("p", PluginState::Initializing)
             .unwrap();
         p.gate.write_transition("p", PluginState::Active).unwrap();
-        p.book.watch(ID, None);
+        p.book.watch(ID, Some(oneshot::channel().0));
     }
 
     /// The restart task after its backoff.
@@ -283,8 +294,8 @@ mod loom_model {
 
     /// `Inner::unload`: cancel, the idle shortcut, the lock, cancel again, stop.
     fn unload(p: &Plugin) {
-        let pending = p.book.cancel(ID);
-        if p.gate.state().is_idle() && !pending {
+        let supervised = p.book.cancel(ID);
+        if !supervised && p.gate.state().is_idle() {
             return;
         }
         let _lifecycle = p.lifecycle.lock().unwrap();

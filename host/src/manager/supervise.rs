@@ -82,12 +82,11 @@ impl Supervisor {
     /// Starts watching `slot`'s new incarnation, if it can die on its own.
     fn watch(&self, slot: &Slot) {
         let Some(signal) = slot.plugin.crash_signal() else {
-            // Still a new epoch: a pending restart is no longer needed.
-            self.book.watch(slot.id, None);
+            // Shares the host's fate: never crashes on its own, never restarted.
             return;
         };
         let (stop, stopped) = oneshot::channel();
-        let epoch = self.book.watch(slot.id, Some(stop));
+        let epoch = self.book.watch(slot.id, stop);
         let inner = self.inner.clone();
         let id = slot.id;
         tokio::spawn(async move {

@@ -88,14 +88,14 @@ pub(crate) struct Ticket {
 impl Book {
     /// The plugin `id` entered `Active`: a new epoch, watched until `stop` is
     /// dropped; a pending restart is no longer needed. Returns the epoch.
-    pub(crate) fn watch(&self, id: Uuid, stop: Option<oneshot::Sender<()>>) -> u64 {
+    pub(crate) fn watch(&self, id: Uuid, stop: oneshot::Sender<()>) -> u64 {
         let (epoch, old) = {
             let mut records = self.records.lock();
             let record = records.by_id.entry(id).or_default();
             record.epoch += 1;
             record.restart = None;
-            record.watching = stop.is_some();
-            (record.epoch, std::mem::replace(&mut record.stop, stop))
+            record.watching = true;
+            (record.epoch, record.stop.replace(stop))
         };
         drop(old);
         epoch
@@ -105,7 +105,10 @@ impl Book {
     pub(crate) fn unwatch(&self, id: Uuid) {
         let stop = {
             let mut records = self.records.lock();
-            let record = records.by_id.entry(id).or_default();
+            // No record: never watched (no crash signal), nothing to end.
+            let Some(record) = records.by_id.get_mut(&id) else {
+                return;
+            };
             record.epoch += 1;
             record.watching = false;
             record.stop.take()
@@ -256,7 +259,7 @@ mod loom_model {
             .gate
             .write_transition("p", PluginState::Active)
             .unwrap();
-        let epoch = plugin.book.watch(ID, Some(oneshot::channel().0));
+        let epoch = plugin.book.watch(ID, oneshot::channel().0);
         (Arc::new(plugin), epoch)
     }
 
@@ -279,7 +282,7 @@ mod loom_model {
             .write_transition("p", PluginState::Initializing)
             .unwrap();
         p.gate.write_transition("p", PluginState::Active).unwrap();
-        p.book.watch(ID, Some(oneshot::channel().0));
+        p.book.watch(ID, oneshot::channel().0);
     }
 
     /// The restart task after its backoff.

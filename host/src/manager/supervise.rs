@@ -258,19 +258,21 @@ impl Inner {
                 () = ticket.cancelled.notified() => {}
             }
             let outcome = {
-                let _lifecycle = slot.lifecycle.lock().await;
+                let lifecycle = slot.lifecycle.lock().await;
                 if !book.may_restart(slot.id, ticket.id)
                     || slot.is_removed()
                     || !slot.state().is_idle()
                 {
                     book.end_restart(slot.id, ticket.id);
-                    drop(_lifecycle);
+                    drop(lifecycle);
                     self.emit(SupervisorEvent::RestartCancelled {
                         plugin: slot.name.clone(),
                     });
                     return;
                 }
-                self.load_locked(slot).await
+                let loaded = self.load_locked(slot).await;
+                drop(lifecycle);
+                loaded
             };
             match outcome {
                 Ok(()) => {

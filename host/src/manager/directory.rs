@@ -73,7 +73,8 @@ impl PluginManager {
         for library in admission.libraries {
             let path = library.path.clone();
             let name = library.info.name.clone();
-            match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
+            let span = tracing::debug_span!("register", plugin = %name);
+            match span.in_scope(|| self.register_plugin(Arc::new(FfiPlugin::new(library)))) {
                 Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");

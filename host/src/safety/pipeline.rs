@@ -68,6 +68,8 @@ struct Copied {
     identity: FileIdentity,
     hashes: Hashes,
     shadow: PathBuf,
+    /// The load profile's `probe` span: open from submission until the verdict.
+    probe: tracing::Span,
 }
 
 struct Pipeline<'a> {
@@ -182,7 +184,8 @@ impl<'a> Pipeline<'a> {
 
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
-        let candidate = permissions::check_file(path, canonical_dir, self.config)?;
+        let candidate = tracing::debug_span!("permission_check", file = %path.display())
+            .in_scope(|| permissions::check_file(path, canonical_dir, self.config))?;
         if let Some(warning) = permissions::unenforced_warning(
             self.config.strict_permissions,
             permissions::PERMISSIONS_ENFORCED,
@@ -219,20 +222,23 @@ impl<'a> Pipeline<'a> {
                     Some(entry),
                 ),
                 Some(shadow) => {
-                    let hashes =
-                        hash_file(&candidate.canonical, want_sha256).map_err(unreadable)?;
+                    let hashes = tracing::debug_span!("hash", file = %path.display())
+                        .in_scope(|| hash_file(&candidate.canonical, want_sha256))
+                        .map_err(unreadable)?;
                     if hashes.content_id == entry.content_id {
                         self.cache.confirm(&identity.canonical_path);
                         (hashes, shadow, Some(entry))
                     } else {
-                        let (hashes, shadow) =
-                            self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                        let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                            .in_scope(|| {
+                                self.copy_in(&candidate.canonical, &identity, want_sha256)
+                            })?;
                         (hashes, shadow, None)
                     }
                 }
                 None => {
-                    let (hashes, shadow) =
-                        self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                    let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                        .in_scope(|| self.copy_in(&candidate.canonical, &identity, want_sha256))?;
                     let same = hashes.content_id == entry.content_id;
                     if same && racy {
                         self.cache.confirm(&identity.canonical_path);
@@ -241,8 +247,8 @@ impl<'a> Pipeline<'a> {
                 }
             },
             None => {
-                let (hashes, shadow) =
-                    self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                    .in_scope(|| self.copy_in(&candidate.canonical, &identity, want_sha256))?;
                 (hashes, shadow, None)
             }
         };
@@ -250,7 +256,8 @@ impl<'a> Pipeline<'a> {
         if want_sha256 && hashes.sha256.is_none() {
             // A cache hit recorded without an allowlist: hash the private copy,
             // which holds exactly the bytes that will be mapped, and remember it.
-            let sha = hash_file(&shadow, true)
+            let sha = tracing::debug_span!("hash", file = %path.display())
+                .in_scope(|| hash_file(&shadow, true))
                 .map_err(unreadable)?
                 .sha256
                 .unwrap_or_default();
@@ -271,6 +278,7 @@ impl<'a> Pipeline<'a> {
             identity,
             hashes,
             shadow,
+            probe: tracing::Span::none(),
         };
         if let Some(entry) = entry {
             self.admission.report.cache_hits += 1;
@@ -289,6 +297,10 @@ impl<'a> Pipeline<'a> {
                 self.worker = Some(worker);
             }
             self.admission.report.probed += 1;
+            let copied = Copied {
+                probe: tracing::debug_span!(parent: None, "probe", file = %path.display()),
+                ..copied
+            };
             if let Some(worker) = &self.worker {
                 worker.submit(index, copied.shadow.clone());
             }
@@ -354,9 +366,10 @@ impl<'a> Pipeline<'a> {
 
     /// A probe outcome arrived for file `index`.
     fn on_probed(&mut self, index: usize, outcome: ProbeOutcome) {
-        let Some(copied) = self.waiting.remove(&index) else {
+        let Some(mut copied) = self.waiting.remove(&index) else {
             return;
         };
+        drop(std::mem::replace(&mut copied.probe, tracing::Span::none()));
         let verdict = match outcome {
             ProbeOutcome::Verdict(Verdict::Compatible { plugin }) => {
                 CachedVerdict::Compatible { plugin }

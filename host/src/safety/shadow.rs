@@ -185,7 +185,8 @@ impl ShadowDir {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
                 };
-                hasher.update(&buf[..n]);
+                // The load profile's `hash`, nested in the caller's `copy`.
+                tracing::debug_span!("hash").in_scope(|| hasher.update(&buf[..n]));
                 dst.write_all(&buf[..n]).map_err(shadow_err)?;
                 total += n as u64;
             }

@@ -9,6 +9,8 @@ mod cli;
 #[cfg(unix)]
 mod cli_call;
 #[cfg(unix)]
+mod cli_run;
+#[cfg(unix)]
 mod compat;
 #[cfg(unix)]
 mod crash;

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use integration_tests::{cli_json_data, plugin_host_bin, run_plugin_host, PluginDir};
 use serde_json::Value;
@@ -319,8 +319,10 @@ impl Running {
     /// Waits for a stderr line containing every needle and returns it (fails,
     /// rather than hangs, if none comes in a minute).
     fn wait_for(&mut self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push_str(&line);
                     self.seen.push('\n');

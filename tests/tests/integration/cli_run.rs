@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{cli_json_data, plugin_host_bin, run_plugin_host, PluginDir};
+use plugbay_api::PluginError;
 use serde_json::Value;
 
 /// The phases of a plugin's way to Active, as `--profile` names them.
@@ -413,4 +414,90 @@ fn sighup_takes_a_checkpoint_and_sigterm_stops_cleanly() {
     host.signal(libc::SIGTERM);
     let status = host.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", host.seen);
+}
+
+/// A plugin whose `save_state` waits until released; `ping` answers at once.
+struct HeldSave {
+    info: plugbay_host::PluginInfo,
+    save_started: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl plugbay_host::Plugin for HeldSave {
+    fn info(&self) -> &plugbay_host::PluginInfo {
+        &self.info
+    }
+
+    async fn initialize(&self, _: plugbay_host::PluginContext) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    async fn shutdown(&self, _: plugbay_host::PluginContext) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    async fn save_state(&self) -> Result<Value, PluginError> {
+        self.save_started.notify_one();
+        self.release.notified().await;
+        Ok(serde_json::json!({"saved": true}))
+    }
+
+    async fn load_state(&self, _: Value, _: &str) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        _: plugbay_host::PluginContext,
+        method: &str,
+        _: Value,
+    ) -> Result<Value, PluginError> {
+        match method {
+            "ping" => Ok(serde_json::json!("pong")),
+            other => Err(PluginError::unknown_method(other)),
+        }
+    }
+}
+
+/// What `run`'s checkpoints rely on: a checkpoint that is still saving a
+/// plugin's state does not hold up calls into that plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_through_while_a_checkpoint_is_saving() {
+    let state = tempfile::tempdir().unwrap();
+    let config = plugbay_host::ManagerConfig::builder()
+        .state_dir(state.path().to_path_buf())
+        .build()
+        .expect("valid config");
+    let manager = plugbay_host::PluginManager::open(config).await.unwrap();
+    let save_started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let id = manager
+        .register_plugin(std::sync::Arc::new(HeldSave {
+            info: plugbay_host::PluginInfo::in_process("held", "1.0.0").unwrap(),
+            save_started: std::sync::Arc::clone(&save_started),
+            release: std::sync::Arc::clone(&release),
+        }))
+        .unwrap();
+    manager.load_plugin(id).await.unwrap();
+
+    let checkpoint = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.save_all_states().await }
+    });
+    save_started.notified().await;
+    // Fails (rather than hangs) if the call waits for the save.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        manager.call("held", "ping", serde_json::json!({})),
+    )
+    .await
+    .expect("the call waited for the checkpoint's save")
+    .unwrap();
+    assert_eq!(answer, "pong");
+    release.notify_one();
+    let saved = checkpoint.await.unwrap();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(saved[0].1.is_ok(), "{saved:?}");
+    assert!(state.path().join("held.json").is_file());
 }

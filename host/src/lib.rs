@@ -149,11 +149,12 @@ pub use manager::{
 /// embedder needs no direct dependency on `plugbay-api` of a matching version.
 pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
-pub use resolve::{resolve, Node, Plan};
+pub use resolve::{resolve, Cause, ClosestFile, Explanation, Node, Plan};
 pub use safety::probe_child::run_probe_child;
 pub use safety::{
-    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, write_lockfile, Admission,
-    FileReport, FileStatus, SafetyConfig, SafetyConfigBuilder, ScanReport,
+    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, scan_dirs_with_progress,
+    write_lockfile, Admission, FileReport, FileStatus, PermissionCheck, Progress, SafetyConfig,
+    SafetyConfigBuilder, ScanReport,
 };
 pub use state::{
     default_state_dir, LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent,
@@ -167,6 +168,14 @@ pub use state::{
 /// Fails with [`Error::InvalidStateName`] saying why.
 pub fn validate_plugin_name(name: &str) -> Result<()> {
     state::state_file_name(name).map(drop)
+}
+
+/// The file name under which a state directory keeps `name`'s state
+/// (`<name>.json`, see [`PluginStateManager`]), for tools that read a state
+/// directory without opening it (e.g. `plugin-host inspect --state-dir`, which
+/// must not take a running host's lock). Fails like [`validate_plugin_name`].
+pub fn state_file_name(name: &str) -> Result<String> {
+    state::state_file_name(name)
 }
 
 /// Opens the library at `path` **without admission**: no permission check, no

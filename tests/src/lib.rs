@@ -217,6 +217,30 @@ impl PluginDir {
     }
 }
 
+/// The plugin library `lib<name>.so` built from the example `name` of the
+/// graph fixture (`tests/fixtures/graph`: plugins that only declare
+/// dependencies), built once per test process into the fixture target dir.
+pub fn graph_library(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo_build(
+            &workspace_root(),
+            &["-p", "plugbay-fixture-graph", "--examples"],
+            &fixture_target_dir(),
+        );
+    });
+    let path = fixture_target_dir()
+        .join("debug")
+        .join("examples")
+        .join(format!(
+            "{}{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
 /// Builds the host's `embed` example (`host/examples/embed.rs`) with the probe
 /// binary next to it (once per test process) into the fixture target dir and
 /// returns the example's path.

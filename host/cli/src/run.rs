@@ -27,7 +27,7 @@ pub const EXIT_PLUGIN_FAILED: u8 = 1;
 pub const EXIT_SETUP: u8 = 2;
 
 /// `run --help`'s exit code section.
-pub const EXIT_CODES_HELP: &str = "\
+pub const EXIT_CODES: &str = "\
 Exit status:
   0  every plugin started, and stopped saving its state, cleanly
   1  a library was skipped (refused, quarantined, incompatible), a plugin failed

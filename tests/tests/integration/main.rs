@@ -9,6 +9,12 @@ mod cli;
 #[cfg(unix)]
 mod cli_call;
 #[cfg(unix)]
+mod cli_explain;
+#[cfg(unix)]
+mod cli_inspect;
+#[cfg(unix)]
+mod cli_output;
+#[cfg(unix)]
 mod cli_run;
 #[cfg(unix)]
 mod compat;

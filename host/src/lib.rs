@@ -37,7 +37,10 @@
 //!   ([`DirectoryReport`], [`RegisteredLibrary`]), drives lifecycles concurrently
 //!   ([`BatchReport`], [`PluginOutcome`], [`PluginState`], [`LifecycleEvent`]),
 //!   routes calls ([`Target`]) and unloads ([`UnloadOptions`]); [`PluginSummary`]
-//!   describes one registered plugin.
+//!   describes one registered plugin. Plugins that can die on their own
+//!   ([`CrashSignal`], [`CrashReport`], [`CrashReason`]) are supervised: a
+//!   crash ends them `Failed(`[`Error::Crashed`]`)` and a [`RestartPolicy`]
+//!   ([`RestartOnFailure`]) restarts them; [`SupervisorEvent`]s report each step.
 //! - **Plugins on the host side**: every plugin, native or in-process, is a
 //!   [`Plugin`]; its code reaches the host through a [`PluginContext`] (with its
 //!   [`CallChain`], served by [`HostServices`]). Plugins are described by
@@ -141,8 +144,9 @@ pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::LoadedLibrary;
 pub use manager::{
     BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, ManagerConfigBuilder,
-    PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, Target,
-    UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
+    PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, RestartOnFailure,
+    RestartPolicy, SupervisorEvent, Target, UnloadOptions, DEFAULT_MAX_PARALLEL,
+    DEFAULT_PHASE_TIMEOUT,
 };
 /// The interface crate's types that appear in this API (the [`Plugin`] trait's
 /// errors, [`PluginContext::log`]'s levels, [`Error::PluginFailed`]'s kind), so an

@@ -1,11 +1,13 @@
 //! The one helper library of the integration tests: building plugin libraries on
 //! demand and laying out fresh temporary plugin directories (this file), in-process
-//! test plugins (`support`), the deadlock detector and watchdog (`watch`), hostile
-//! plugin directories for the safety tests (`safety_support`), and the
+//! test plugins (`support`; `crashable`, one that can die on its own), the
+//! deadlock detector and watchdog (`watch`), hostile plugin directories for the
+//! safety tests (`safety_support`), and the
 //! state-writer child process (`state_writer`), and the released 1.0.0 interface
 //! with what the compatibility tests build against it (`compat`).
 
 pub mod compat;
+pub mod crashable;
 #[cfg(unix)]
 pub mod safety_support;
 pub mod state_writer;

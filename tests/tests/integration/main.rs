@@ -41,6 +41,7 @@ mod safety_shadow;
 #[cfg(unix)]
 mod state;
 mod storm;
+mod supervision;
 
 // The shared helpers live in the `integration_tests` library (tests/src/).
 #[cfg(unix)]

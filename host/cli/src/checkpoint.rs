@@ -31,7 +31,8 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 pub enum Reason {
     /// The `--checkpoint-every` interval passed.
     Interval,
-    /// SIGHUP arrived.
+    /// SIGHUP arrived (Unix only).
+    #[cfg(unix)]
     Sighup,
 }
 
@@ -264,6 +265,7 @@ impl Checkpoint {
     fn line(&self) -> String {
         let reason = match self.reason {
             Reason::Interval => "interval",
+            #[cfg(unix)]
             Reason::Sighup => "SIGHUP",
         };
         let mut parts: Vec<String> = self
@@ -312,7 +314,7 @@ mod tests {
     fn a_checkpoint_line_names_every_plugin_and_each_failure() {
         let checkpoint = Checkpoint {
             number: 3,
-            reason: Reason::Sighup,
+            reason: Reason::Interval,
             saved: vec![
                 Saved {
                     plugin: "counter".into(),
@@ -330,7 +332,7 @@ mod tests {
         };
         assert_eq!(
             checkpoint.line(),
-            "checkpoint 3 (SIGHUP): counter saved (120 bytes), hello had nothing to save, \
+            "checkpoint 3 (interval): counter saved (120 bytes), hello had nothing to save, \
              broken NOT saved: disk full"
         );
     }

@@ -225,9 +225,9 @@ impl ShadowDir {
 pub(crate) const OVERLAP_MIN: u64 = 2 * 1024 * 1024;
 /// Chunk size of the overlapped copy: few hand-overs per file, each buffer
 /// still small enough to stay in L2 between the write and the hash.
-const OVERLAP_CHUNK: usize = 256 * 1024;
+const OVERLAP_CHUNK: usize = 64 * 1024;
 /// Buffers circulating between the copying and the hashing thread.
-const OVERLAP_BUFFERS: usize = 4;
+const OVERLAP_BUFFERS: usize = 8;
 
 /// Why [`copy_hashing`] stopped.
 #[derive(Debug)]

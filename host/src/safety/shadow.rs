@@ -179,7 +179,8 @@ impl ShadowDir {
             .create_new(true)
             .open(&tmp)
             .map_err(shadow_err)?;
-        preallocate(&dst, expected.size);
+        // Best effort: a copy that ends up shorter is refused by the size check.
+        platform::preallocate(&dst, expected.size);
         let result = copy_hashing(&mut src, &mut dst, expected.size, want_sha256)
             .map_err(|failure| match failure {
                 CopyFailure::Read(e) => refuse(format!("reading it failed: {e}")),
@@ -351,27 +352,6 @@ fn read_some(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
             other => return other,
         }
     }
-}
-
-/// Reserves `size` bytes for a new shadow copy before it is written (Linux:
-/// `fallocate`). On ext4 this takes the block reservation out of every
-/// write: the copy then costs about a fifth less CPU. Best effort: a file
-/// system that cannot preallocate just gets the plain writes. A copy that ends
-/// up shorter is refused by the size check anyway.
-fn preallocate(file: &File, size: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        if let Ok(len) = libc::off_t::try_from(size) {
-            if len > 0 {
-                // SAFETY: `file` owns an open descriptor for the whole call;
-                // fallocate only changes the file's allocation, no memory of ours.
-                let _ = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, size);
 }
 
 /// The hashes of a file's bytes (SHA-256 too when `want_sha256`), read in chunks

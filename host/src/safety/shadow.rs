@@ -282,8 +282,8 @@ fn copy_hashing_overlapped(
 ) -> Option<std::result::Result<(Hashes, u64), CopyFailure>> {
     use std::sync::mpsc::sync_channel;
     use std::sync::Arc;
-    // Chunks to hash go one way, emptied buffers come back (never more in
-    // flight than there are buffers, so neither channel ever blocks a send).
+    // Chunks to hash go one way, emptied buffers come back; the hasher never
+    // blocks on the way back, so the two threads cannot wait for each other.
     let (full_tx, full_rx) = sync_channel::<(Arc<Vec<u8>>, usize)>(OVERLAP_BUFFERS);
     let (empty_tx, empty_rx) = sync_channel::<Arc<Vec<u8>>>(OVERLAP_BUFFERS);
     for _ in 0..OVERLAP_BUFFERS {
@@ -296,8 +296,9 @@ fn copy_hashing_overlapped(
                 let mut hasher = Hasher::new(want_sha256);
                 for (chunk, n) in full_rx {
                     hasher.update(&chunk[..n]);
-                    // The copier may have stopped already; then nobody reuses it.
-                    let _ = empty_tx.send(chunk);
+                    // Never waits: a buffer the channel has no room for (or that
+                    // the copier, having stopped, will not take) is just freed.
+                    let _ = empty_tx.try_send(chunk);
                 }
                 hasher.finish()
             })

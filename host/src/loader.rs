@@ -124,8 +124,9 @@ pub fn open_library(path: &Path) -> Result<LoadedLibrary> {
 
 /// Opens the file `open_path` (a private shadow copy when it differs from
 /// `path`) on behalf of the plugin file `path`: errors and metadata name `path`.
-/// With [`LayoutCheck::AlreadyVerified`] the layout check is skipped (the version
-/// check still runs). Blocking: runs the library's constructors.
+/// With [`LayoutCheck::AlreadyVerified`] the layout check and the regular-file
+/// `stat` are skipped (the token vouches for a file's bytes; the version check
+/// still runs). Blocking: runs the library's constructors.
 pub fn open_library_as(
     path: &Path,
     open_path: &Path,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::supervise::RestartPolicy;
 use crate::error::{Error, Result};
 use crate::safety::SafetyConfig;
 
@@ -30,6 +31,14 @@ pub struct ManagerConfig {
     plugin_config: HashMap<String, Value>,
     event_capacity: usize,
     safety: SafetyConfig,
+    restart: RestartPolicies,
+}
+
+/// The restart policy of each plugin: by name, else the default.
+#[derive(Debug, Clone, Default)]
+struct RestartPolicies {
+    default: RestartPolicy,
+    by_name: HashMap<String, RestartPolicy>,
 }
 
 impl Default for ManagerConfig {
@@ -46,6 +55,7 @@ impl Default for ManagerConfig {
             plugin_config: HashMap::new(),
             event_capacity: 1024,
             safety: SafetyConfig::defaults(),
+            restart: RestartPolicies::default(),
         }
     }
 }
@@ -126,6 +136,15 @@ impl ManagerConfig {
     pub fn event_capacity(&self) -> usize {
         self.event_capacity
     }
+
+    /// What happens when the plugin `name` crashes while Active: its own
+    /// policy, else the default one ([`RestartPolicy::Never`] unless set).
+    pub fn restart_policy(&self, name: &str) -> &RestartPolicy {
+        self.restart
+            .by_name
+            .get(name)
+            .unwrap_or(&self.restart.default)
+    }
 }
 
 /// Builds a [`ManagerConfig`]; [`ManagerConfigBuilder::build`] checks it.
@@ -204,6 +223,19 @@ impl ManagerConfigBuilder {
         self
     }
 
+    /// Sets what happens when the plugin called `plugin` crashes while Active.
+    pub fn restart_policy(mut self, plugin: impl Into<String>, policy: RestartPolicy) -> Self {
+        self.config.restart.by_name.insert(plugin.into(), policy);
+        self
+    }
+
+    /// Sets what happens when a plugin without a policy of its own crashes
+    /// while Active (default: [`RestartPolicy::Never`]).
+    pub fn default_restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.config.restart.default = policy;
+        self
+    }
+
     /// Checks the values and returns the configuration, or [`Error::Config`]
     /// naming the bad setting.
     pub fn build(self) -> Result<ManagerConfig> {
@@ -227,6 +259,18 @@ impl ManagerConfigBuilder {
             return Err(Error::Config(
                 "the event capacity must be at least 1".into(),
             ));
+        }
+        let named = c.restart.by_name.iter().map(|(n, p)| (Some(n), p));
+        for (plugin, policy) in std::iter::once((None, &c.restart.default)).chain(named) {
+            if let RestartPolicy::OnFailure(settings) = policy {
+                if let Some(problem) = settings.problem() {
+                    let whose = plugin.map_or_else(
+                        || "the default restart policy".to_owned(),
+                        |n| format!("the restart policy of plugin `{n}`"),
+                    );
+                    return Err(Error::Config(format!("{whose}: {problem}")));
+                }
+            }
         }
         Ok(self.config)
     }
@@ -291,5 +335,32 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("init timeout"), "{err}");
+    }
+
+    #[test]
+    fn restart_policies_are_per_plugin_and_checked() {
+        let five = RestartPolicy::on_failure(5, Duration::from_secs(60));
+        let c = ManagerConfig::builder()
+            .restart_policy("db", five.clone())
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("db"), &five);
+        assert_eq!(c.restart_policy("other"), &RestartPolicy::Never);
+        let c = ManagerConfig::builder()
+            .default_restart_policy(five.clone())
+            .restart_policy("fragile", RestartPolicy::Never)
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("other"), &five);
+        assert_eq!(c.restart_policy("fragile"), &RestartPolicy::Never);
+        let err = ManagerConfig::builder()
+            .restart_policy("db", RestartPolicy::on_failure(0, Duration::from_secs(1)))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: the restart policy of plugin `db`: the restart limit \
+             must be at least 1 (use RestartPolicy::Never for no restarts)"
+        );
     }
 }

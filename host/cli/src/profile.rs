@@ -10,7 +10,9 @@
 //!
 //! Reading the numbers:
 //! - a phase's time is its span's lifetime minus the phases nested in it (the
-//!   disk copy hashes while it copies: its `hash` spans are inside `copy`);
+//!   disk copy of a small file hashes while it copies: its `hash` spans are
+//!   inside `copy`); a large file is hashed on a helper thread beside the copy,
+//!   and that `hash` span (marked `overlapped`) is not taken off the copy's time;
 //! - `probe` runs from the moment the file is handed to the probe worker until
 //!   its verdict arrives, so it includes waiting behind other files;
 //! - `discover` lists a whole directory: every plugin of that directory shows
@@ -71,6 +73,9 @@ struct Record {
     nested: Duration,
     /// Whether it was nested in another phase span.
     has_parent: bool,
+    /// Ran beside its parent (on another thread) rather than inside it: its
+    /// time is not taken off the parent's.
+    overlapped: bool,
 }
 
 impl Record {
@@ -99,9 +104,16 @@ struct Fields {
     plugin: Option<String>,
     file: Option<String>,
     dir: Option<String>,
+    overlapped: bool,
 }
 
 impl tracing::field::Visit for Fields {
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if field.name() == "overlapped" {
+            self.overlapped = value;
+        }
+    }
+
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.set(field.name(), value.to_owned());
     }
@@ -181,6 +193,7 @@ where
                 end: now,
                 nested: Duration::ZERO,
                 has_parent: parent.is_some(),
+                overlapped: fields.overlapped,
             },
         };
         span.extensions_mut().insert(open);
@@ -193,7 +206,7 @@ where
         };
         let mut record = open.record;
         record.end = Instant::now();
-        if let Some(parent) = span.parent() {
+        if let Some(parent) = span.parent().filter(|_| !record.overlapped) {
             if let Some(outer) = parent.extensions_mut().get_mut::<Open>() {
                 outer.record.nested += record.end - record.start;
             }

@@ -93,7 +93,6 @@ fn check_profile(profile: &Value, names: &[&str], cold: bool) {
             .map(|p| p["phase"].as_str().unwrap())
             .collect();
         assert_eq!(listed, PHASES, "{name}: every phase, in order");
-        let mut own_sum = 0.0;
         for phase in phases {
             let label = format!("{name}/{}", phase["phase"]);
             let ms = number(&phase["ms"], &label);
@@ -110,15 +109,17 @@ fn check_profile(profile: &Value, names: &[&str], cold: bool) {
                 _ => assert!(runs >= 1, "{label} did not run: {row:#}"),
             }
             if phase["shared"] == false {
-                own_sum += ms;
+                // Its runs never overlap each other, so they fit in the time
+                // during which any phase of this plugin was under way. (Two
+                // phases may overlap: a large file is hashed beside its copy.)
+                assert!(
+                    ms <= total + 0.001,
+                    "{label}: {ms} ms does not fit in the plugin's total {total} ms"
+                );
             } else {
                 assert_eq!(phase["phase"], "discover", "{label}");
             }
         }
-        assert!(
-            own_sum <= total + 0.01,
-            "{name}: its phases ({own_sum} ms) are sequential, so they fit in its total ({total} ms)"
-        );
     }
     let summary = profile["phases"].as_array().expect("phases summary");
     assert_eq!(summary.len(), PHASES.len(), "{profile:#}");

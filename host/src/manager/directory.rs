@@ -79,7 +79,8 @@ impl PluginManager {
                 .iter()
                 .find(|f| f.path == path)
                 .and_then(|f| f.content_id.clone());
-            match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
+            let span = tracing::debug_span!("register", plugin = %name);
+            match span.in_scope(|| self.register_plugin(Arc::new(FfiPlugin::new(library)))) {
                 Ok(id) => {
                     if let (Some(content_id), Ok(slot)) = (content_id, self.inner.slot(id)) {
                         // What a reload compares a new file with (identical: a no-op).

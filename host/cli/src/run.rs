@@ -127,7 +127,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     tracing::info!(state_dir = %state_dir.display(), "plugin state is kept here");
     let startup = Instant::now();
-    let loaded = manager.load_plugin_dirs().await;
+    let loaded = manager
+        .load_plugin_dirs_with_progress(crate::progress::observer())
+        .await;
     let mut skipped = Vec::new();
     for (path, err) in &loaded.failed {
         eprintln!("plugin-host: skipped {}: {err}", path.display());

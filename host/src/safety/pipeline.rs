@@ -60,20 +60,41 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
 /// [`admit_dirs`] on a dedicated thread at background CPU priority, so the
 /// runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
+    admit_dirs_observed(dirs, config, None).await.0
+}
+
+/// A progress observer that may run on the admission thread.
+pub(crate) type ProgressObserver = Box<dyn FnMut(Progress) + Send>;
+
+/// [`admit_dirs_async`], calling `progress` (if any) on the admission thread
+/// after each directory is listed and each time a file gets its verdict; hands
+/// the observer back for the next admission.
+pub(crate) async fn admit_dirs_observed(
+    dirs: Vec<PathBuf>,
+    config: SafetyConfig,
+    mut progress: Option<ProgressObserver>,
+) -> (Result<Admission>, Option<ProgressObserver>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("plugin-admission".into())
         .spawn(move || {
             crate::platform::lower_current_thread();
-            let _ = tx.send(admit_dirs(&dirs, &config));
+            let admission = Pipeline::new(&config, true).and_then(|mut pipeline| {
+                if let Some(progress) = progress.as_mut() {
+                    pipeline.progress = Some(progress.as_mut());
+                }
+                pipeline.run(&dirs)
+            });
+            let _ = tx.send((admission, progress));
         });
     if let Err(e) = spawned {
-        return Err(Error::Config(format!(
-            "cannot start the admission thread: {e}"
-        )));
+        let error = Error::Config(format!("cannot start the admission thread: {e}"));
+        return (Err(error), None);
     }
-    rx.await
-        .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
+    rx.await.unwrap_or_else(|_| {
+        let error = Error::Config("the admission thread failed".into());
+        (Err(error), None)
+    })
 }
 
 /// Admits one library file (not a directory): the same checks, shadow copy,

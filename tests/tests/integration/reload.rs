@@ -253,6 +253,7 @@ async fn a_replaced_file_is_reloaded_and_identical_bytes_are_a_no_op() {
 }
 
 /// Says whether an error is the expected cause.
+#[cfg(unix)]
 type IsCause = fn(&Error) -> bool;
 
 /// The new file fails admission (each bad input in turn): the reload fails at

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use plugbay_host::{default_state_dir, Error, PluginManager};
 use serde_json::Value;
 
+use crate::isolate_args::IsolateArgs;
 use crate::run::{open_manager, stop_all};
 use crate::safety_args::SafetyArgs;
 
@@ -25,6 +26,7 @@ pub struct CallArgs {
     pub config: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub safety: SafetyArgs,
+    pub isolation: IsolateArgs,
 }
 
 /// What the operands say.
@@ -78,7 +80,7 @@ async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
         None => None,
     };
     let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
-    let manager = open_manager(&operands.dirs, &state_dir, &args.safety)
+    let manager = open_manager(&operands.dirs, &state_dir, &args.safety, &args.isolation)
         .await
         .map_err(usage)?;
     let report = manager.load_plugin_dirs().await;

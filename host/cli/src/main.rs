@@ -2,6 +2,7 @@
 
 mod call;
 mod inspect;
+mod isolate_args;
 mod json;
 mod list;
 mod lock;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use isolate_args::IsolateArgs;
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
 /// Discover, check and run native plugins built against plugbay-api.
@@ -64,6 +66,8 @@ enum Command {
         once: bool,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -81,6 +85,8 @@ enum Command {
         config: Option<String>,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories, then the plugin's name, the method, and optionally
         /// the arguments as JSON (default `{}`; `-` reads them from stdin).
         #[arg(
@@ -157,6 +163,7 @@ fn main() -> ExitCode {
             state_dir,
             once,
             safety,
+            isolation,
             dirs,
         } => {
             init_tracing("info");
@@ -165,12 +172,14 @@ fn main() -> ExitCode {
                 state_dir,
                 once,
                 safety,
+                isolation,
             }))
         }
         Command::Call {
             state_dir,
             config,
             safety,
+            isolation,
             operands,
         } => {
             // Host internals stay quiet (the one-line error says what failed);
@@ -181,6 +190,7 @@ fn main() -> ExitCode {
                 config,
                 state_dir,
                 safety,
+                isolation,
             }))
         }
         Command::New { name, dir } => new::new(&name, dir),

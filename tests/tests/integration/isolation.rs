@@ -8,7 +8,9 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use integration_tests::{probe_binary, PluginDir};
+use integration_tests::{
+    c_library, cli_json_data, library_file_name, probe_binary, run_plugin_host, PluginDir,
+};
 use plugbay_host::{
     CrashReason, CrashReport, Error, Limits, ManagerConfig, ManagerConfigBuilder, PluginManager,
     PluginState, RUNNER_ARG,
@@ -389,4 +391,79 @@ async fn a_plugin_not_named_runs_in_process() {
     assert!(hello.call_path().is_some());
     let crashy = manager.get_plugin_by_name("crashy").unwrap();
     assert!(crashy.call_path().is_none());
+}
+
+#[test]
+fn the_cli_runs_and_calls_plugins_isolated() {
+    let dir = PluginDir::with(&["fixture-crashy", "hello"]);
+    let state = tempfile::tempdir().unwrap();
+    let work = dir.path().join(".host-work");
+    let args = |extra: &[&str]| -> Vec<OsString> {
+        let mut all: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        all.extend([
+            "--state-dir".into(),
+            state.path().into(),
+            "--work-dir".into(),
+            work.clone().into(),
+            dir.path().into(),
+        ]);
+        all
+    };
+    let run = |extra: &[&str]| {
+        let all = args(extra);
+        let refs: Vec<&std::ffi::OsStr> = all.iter().map(OsString::as_os_str).collect();
+        run_plugin_host(&refs)
+    };
+    let (code, stdout, stderr) = run(&["run", "--once", "--isolate", "crashy"]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for name in ["crashy", "hello"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("active")),
+            "{name} not active\n{stdout}"
+        );
+    }
+    // `call` takes the same flags: the plugin's segfault ends its runner, and
+    // the host reports it as the plugin's failure (exit 1), not its own death.
+    let mut call = args(&["call", "--isolate-all"]);
+    call.extend(["crashy".into(), "segfault".into()]);
+    let refs: Vec<&std::ffi::OsStr> = call.iter().map(OsString::as_os_str).collect();
+    let (code, stdout, stderr) = run_plugin_host(&refs);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("plugin `crashy` crashed: killed by signal 11 (SIGSEGV)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_suggests_isolation_for_a_quarantined_library() {
+    let dir = PluginDir::with(&["hello"]);
+    let segv = dir.path().join("segv.so");
+    std::fs::copy(c_library("ctor_segv"), &segv).unwrap();
+    let work = dir.path().join(".host-work");
+    let (code, stdout, stderr) = run_plugin_host(&[
+        "list".as_ref(),
+        "--json".as_ref(),
+        "--work-dir".as_ref(),
+        work.as_os_str(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let entries = cli_json_data(&stdout, "list");
+    let suggests = |file: &str| {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with(file)))
+            .unwrap_or_else(|| panic!("no entry for {file}: {stdout}"))["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("--isolate"))
+    };
+    assert!(suggests("segv.so"), "{stdout}");
+    assert!(!suggests(&library_file_name("hello")), "{stdout}");
 }

@@ -1,6 +1,8 @@
 //! One runner process of an isolated plugin (one incarnation): starting it,
 //! its reader, writer and stderr threads, answering its callbacks, and reading
 //! its death (see [`super::proxy`]).
+// Runners start on Unix only; elsewhere `spawn` refuses and the rest is unused.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -22,6 +24,18 @@ use crate::context::{CallChain, PluginContext};
 use crate::crash::{CrashReason, CrashReport};
 use crate::error::Error;
 use crate::safety::protocol::frame::{new_nonce, read_payload, write_frame_capped, FrameError};
+
+#[cfg(unix)]
+use crate::platform::ChannelCloser;
+
+/// Where runners cannot start there is no channel to close.
+#[cfg(not(unix))]
+struct ChannelCloser;
+
+#[cfg(not(unix))]
+impl ChannelCloser {
+    fn close(&self) {}
+}
 
 /// Stderr lines kept per runner (the newest).
 const STDERR_LINES: usize = 20;
@@ -52,7 +66,7 @@ pub(super) struct Connection {
     /// The runner process: only `try_wait` and `kill` (non-blocking system
     /// calls) run under this lock, never a blocking wait.
     child: Mutex<Child>,
-    closer: crate::platform::ChannelCloser,
+    closer: ChannelCloser,
     /// The last stderr lines (newest last).
     ///
     /// Guards: the line buffer; locked to push one line or to copy it out.
@@ -556,5 +570,35 @@ fn keep_stderr(mut stderr: impl Read, lines: &Mutex<VecDeque<String>>, plugin: &
     }
     if !line.is_empty() {
         push(&mut line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_chains_must_end_with_the_plugin() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(chain_from("p", names(&["a", "p"])).to_string(), "a -> p");
+        // A chain that does not end with the plugin, or repeats one, is not trusted.
+        assert_eq!(chain_from("p", names(&["a"])).to_string(), "p");
+        assert_eq!(chain_from("p", names(&[])).to_string(), "p");
+        assert_eq!(chain_from("p", names(&["p", "a", "p"])).to_string(), "p");
+    }
+
+    #[test]
+    fn stderr_keeps_the_last_lines_each_cut_short() {
+        let mut text = String::new();
+        for i in 0..30 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str(&"x".repeat(5000));
+        let lines = Mutex::new(VecDeque::new());
+        keep_stderr(text.as_bytes(), &lines, "p");
+        let kept: Vec<String> = lines.lock().iter().cloned().collect();
+        assert_eq!(kept.len(), STDERR_LINES);
+        assert_eq!(kept[0], "line 11");
+        assert_eq!(kept[STDERR_LINES - 1].len(), STDERR_LINE_BYTES);
     }
 }

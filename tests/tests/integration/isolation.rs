@@ -2,8 +2,8 @@
 //! `crashy` fixture dies in every way a native plugin can (segfault, abort,
 //! stack overflow, `exit(0)`, unbounded allocation, a hang in `call` or in
 //! `initialize`); isolated, each leaves the host alive with the precise reason
-//! and the other plugins answering. Calls, state, dependencies and callbacks
-//! work as in-process, and the re-entrancy rule holds across processes.
+//! and the other plugins answering. Calls, state, dependencies, events and
+//! callbacks work as in-process, and the re-entrancy rule holds across processes.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -273,9 +273,9 @@ async fn a_hung_initialize_is_killed_and_the_plugin_fails_crashed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_state_dependencies_and_callbacks_work_as_in_process() {
     let detector = DeadlockDetector::start();
-    let dir = PluginDir::with(&["fixture-crashy", "hello", "greeter"]);
+    let dir = PluginDir::with(&["fixture-crashy", "hello", "greeter", "counter"]);
     let state = tempfile::tempdir().unwrap();
-    let config = config(&dir, &["crashy", "hello", "greeter"], |b| {
+    let config = config(&dir, &["crashy", "hello", "greeter", "counter"], |b| {
         b.state_dir(state.path().join("state"))
             .host_name("isolation-test")
             .plugin_config("crashy", json!({"colour": "blue"}))
@@ -307,6 +307,23 @@ async fn calls_state_dependencies_and_callbacks_work_as_in_process() {
                 .unwrap(),
             json!("Hello, Bo!")
         );
+        // Events: isolated counter publishes, isolated greeter (subscribed in its
+        // initialize) receives it.
+        assert_eq!(
+            manager
+                .call("counter", "increment", json!({}))
+                .await
+                .unwrap(),
+            json!(1)
+        );
+        while manager
+            .call("greeter", "last_count", json!(null))
+            .await
+            .unwrap()
+            != json!(1)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // Host callbacks: name, config, status.
         assert_eq!(
             manager.call("crashy", "whoami", json!(null)).await.unwrap(),

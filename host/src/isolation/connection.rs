@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::limits::{classify, Limits};
 use super::proxy::{crashed_error, IsolatedPlugin};
+use super::stderr::keep_stderr;
 use super::wire::{decode, Callback, Msg, Op, WireResult, MAX_PAYLOAD};
 use crate::context::{CallChain, PluginContext};
 use crate::crash::{CrashReason, CrashReport};
@@ -37,10 +38,6 @@ impl ChannelCloser {
     fn close(&self) {}
 }
 
-/// Stderr lines kept per runner (the newest).
-const STDERR_LINES: usize = 20;
-/// Longest stderr line kept, in bytes (the rest of the line is dropped).
-const STDERR_LINE_BYTES: usize = 1024;
 /// How long a runner that closed its channel may take to exit before it is killed.
 const REAP_GRACE: Duration = Duration::from_millis(500);
 /// How long a new runner may take to open its library and say it is ready.
@@ -540,39 +537,6 @@ impl Connection {
     }
 }
 
-/// Keeps the last [`STDERR_LINES`] lines (each cut at [`STDERR_LINE_BYTES`])
-/// of the runner's stderr, and logs each under the target `plugin`.
-fn keep_stderr(mut stderr: impl Read, lines: &Mutex<VecDeque<String>>, plugin: &str) {
-    let mut chunk = [0u8; 4096];
-    let mut line: Vec<u8> = Vec::new();
-    let push = |line: &mut Vec<u8>| {
-        let text = String::from_utf8_lossy(line).trim_end().to_owned();
-        line.clear();
-        tracing::info!(target: "plugin", plugin, "stderr: {text}");
-        let mut kept = lines.lock();
-        if kept.len() == STDERR_LINES {
-            kept.pop_front();
-        }
-        kept.push_back(text);
-    };
-    loop {
-        let n = match stderr.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &chunk[..n] {
-            if b == b'\n' {
-                push(&mut line);
-            } else if line.len() < STDERR_LINE_BYTES {
-                line.push(b);
-            }
-        }
-    }
-    if !line.is_empty() {
-        push(&mut line);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,20 +549,5 @@ mod tests {
         assert_eq!(chain_from("p", names(&["a"])).to_string(), "p");
         assert_eq!(chain_from("p", names(&[])).to_string(), "p");
         assert_eq!(chain_from("p", names(&["p", "a", "p"])).to_string(), "p");
-    }
-
-    #[test]
-    fn stderr_keeps_the_last_lines_each_cut_short() {
-        let mut text = String::new();
-        for i in 0..30 {
-            text.push_str(&format!("line {i}\n"));
-        }
-        text.push_str(&"x".repeat(5000));
-        let lines = Mutex::new(VecDeque::new());
-        keep_stderr(text.as_bytes(), &lines, "p");
-        let kept: Vec<String> = lines.lock().iter().cloned().collect();
-        assert_eq!(kept.len(), STDERR_LINES);
-        assert_eq!(kept[0], "line 11");
-        assert_eq!(kept[STDERR_LINES - 1].len(), STDERR_LINE_BYTES);
     }
 }

@@ -13,7 +13,7 @@ use integration_tests::{
 };
 use plugbay_host::{
     CrashReason, CrashReport, Error, Limits, ManagerConfig, ManagerConfigBuilder, PluginManager,
-    PluginState, RUNNER_ARG,
+    PluginState, RestartPolicy, RUNNER_ARG,
 };
 use serde_json::json;
 
@@ -483,4 +483,58 @@ fn list_suggests_isolation_for_a_quarantined_library() {
     };
     assert!(suggests("segv.so"), "{stdout}");
     assert!(!suggests(&library_file_name("hello")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_isolated_plugin_is_restarted_with_its_saved_state() {
+    let detector = DeadlockDetector::start();
+    let dir = PluginDir::with(&["fixture-crashy", "hello"]);
+    let state = tempfile::tempdir().unwrap();
+    let config = config(&dir, &["crashy"], |b| {
+        b.state_dir(state.path().join("state")).restart_policy(
+            "crashy",
+            RestartPolicy::on_failure(3, Duration::from_secs(60))
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(10)),
+        )
+    });
+    let manager = admitted(&dir, PluginManager::open(config).await.expect("open")).await;
+    watchdog("restart", LIMIT, async {
+        assert!(manager.load_all_plugins().await.is_ok());
+        for n in 1..=2 {
+            assert_eq!(
+                manager.call("crashy", "count", json!(null)).await.unwrap(),
+                json!(n)
+            );
+        }
+        // The checkpoint the restart restores.
+        for (name, saved) in manager.save_all_states().await {
+            saved.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let alive = |m: &PluginManager| {
+            m.get_plugin_by_name("crashy")
+                .and_then(|p| p.crash_signal())
+                .map(|s| s.borrow().is_none())
+        };
+        let err = manager
+            .call("crashy", "abort", json!(null))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Crashed { .. }), "{err:?}");
+        // The supervisor restarts it in a new runner, its state restored.
+        loop {
+            if manager.status_by_name("crashy").unwrap().is_active()
+                && alive(&manager) == Some(true)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            manager.call("crashy", "count", json!(null)).await.unwrap(),
+            json!(3)
+        );
+        manager.unload_all_plugins().await;
+    })
+    .await;
+    detector.finish();
 }

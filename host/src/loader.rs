@@ -143,6 +143,8 @@ pub(crate) fn check_library(
     open_path: &Path,
     layout: LayoutCheck,
 ) -> std::result::Result<LoadedLibrary, Rejection> {
+    // A phase of the load profile (`plugin-host run --profile`).
+    let _span = tracing::debug_span!("open", file = %path.display()).entered();
     let shadow = (open_path != path).then(|| open_path.to_path_buf());
     let (module, metadata) =
         open_checked_file(open_path, layout).map_err(|r| r.readdressed(open_path, path))?;

@@ -265,7 +265,8 @@ pub(crate) fn copy_hashing(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        // The load profile's `hash`, nested in the caller's `copy`.
+        tracing::debug_span!("hash").in_scope(|| hasher.update(&buf[..n]));
         dst.write_all(&buf[..n]).map_err(CopyFailure::Write)?;
         total += n as u64;
     }
@@ -289,10 +290,15 @@ fn copy_hashing_overlapped(
     for _ in 0..OVERLAP_BUFFERS {
         let _ = empty_tx.send(Arc::new(vec![0u8; OVERLAP_CHUNK]));
     }
+    // The load profile's `hash`: on the helper thread, beside (not inside) the
+    // caller's `copy`, so it is marked as overlapping it.
+    let copy_span = tracing::Span::current();
     std::thread::scope(|scope| {
         let hashing = std::thread::Builder::new()
             .name("plugin-hasher".into())
             .spawn_scoped(scope, move || {
+                let _span =
+                    tracing::debug_span!(parent: &copy_span, "hash", overlapped = true).entered();
                 let mut hasher = Hasher::new(want_sha256);
                 for (chunk, n) in full_rx {
                     hasher.update(&chunk[..n]);

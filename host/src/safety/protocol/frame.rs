@@ -14,8 +14,8 @@ pub const MAGIC: [u8; 4] = *b"PLPB";
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Length of the per-session nonce.
 pub const NONCE_LEN: usize = 16;
-/// magic + version + reserved + length + nonce.
-const HEADER_LEN: usize = 4 + 2 + 2 + 4 + NONCE_LEN;
+/// Bytes before the payload: magic + version + reserved + length + nonce.
+pub const HEADER_LEN: usize = 4 + 2 + 2 + 4 + NONCE_LEN;
 
 /// The per-session random value every frame must carry.
 pub type Nonce = [u8; NONCE_LEN];

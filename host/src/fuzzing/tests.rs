@@ -19,7 +19,7 @@ use crate::state::read::{read_or_quarantine, ReadOutcome};
 
 /// Cases per fuzzer in a normal test run (all of them together take a few
 /// seconds in a debug build).
-const DEFAULT_CASES: u32 = 256;
+const DEFAULT_CASES: u32 = 512;
 
 fn config(default: u32) -> ProptestConfig {
     let cases = std::env::var("PLUGBAY_FUZZ_CASES")
@@ -499,4 +499,65 @@ fn a_saved_float_reads_back_exactly() {
     }
     // The exact input, through the target.
     state_envelope(br#"{"format":1,"plugin":"p","plugin_version":"1.2.3","saved_at":"2026-11-29T00:00:00.000Z","state":[{"":-2.117779191774842e-213}]}"#);
+}
+
+// ---- the cargo-fuzz seeds ----
+
+/// The seed inputs of the cargo-fuzz targets (`host/fuzz/seeds/<target>/`) are
+/// valid inputs, so a fuzz run starts from inputs that reach every decoder's
+/// end: checked here so they cannot silently rot when a format changes.
+#[test]
+fn the_cargo_fuzz_seeds_are_accepted_inputs() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let read = |target: &str| -> Vec<(String, Vec<u8>)> {
+        let dir = seeds.join(target);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.expect("dir entry").path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&path).expect("seed"))
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no seeds for {target}");
+        files
+    };
+    for (name, bytes) in read("host_reads_child") {
+        let mut input = &bytes[..];
+        while !input.is_empty() {
+            let frame = read_frame::<FromChild>(&mut input, Some(&SESSION_NONCE));
+            assert!(frame.is_ok(), "{name}: {frame:?}");
+        }
+        host_reads_child(&bytes);
+    }
+    for (name, bytes) in read("child_reads_host") {
+        let mut channel = Channel {
+            input: &bytes,
+            output: Vec::new(),
+        };
+        let end = serve(&mut channel, |_| Verdict::Rejected {
+            rejection: Rejection::NotAPlugin,
+        });
+        assert_eq!(end, SessionEnd::HostClosed, "{name}");
+        child_reads_host(&bytes);
+    }
+    for (name, bytes) in read("state_envelope") {
+        assert!(envelope::decode("p", &bytes).is_ok(), "{name}");
+        state_envelope(&bytes);
+    }
+    for (name, bytes) in read("metadata") {
+        let accepted = serde_json::from_slice::<Verdict>(&bytes).is_ok()
+            || serde_json::from_slice::<CachedVerdict>(&bytes).is_ok()
+            || !name.ends_with(".json");
+        assert!(accepted, "{name}");
+        metadata(&bytes);
+    }
+    for (name, bytes) in read("abi_summary") {
+        assert!(
+            !crate::abi_summary::summarize(&String::from_utf8_lossy(&bytes)).is_empty(),
+            "{name}"
+        );
+        abi_summary(&bytes);
+    }
 }

@@ -82,6 +82,7 @@ pub const ALL_TEST_LIBRARIES: &[&str] = &[
     "fixture-calls",
     "fixture-errors",
     "fixture-services",
+    "fixture-crashy",
 ];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:

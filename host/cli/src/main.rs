@@ -139,6 +139,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
         return plugbay_host::run_probe_child();
     }
+    // So is the runner of isolated plugins.
+    if std::env::args_os().nth(1).as_deref() == Some(plugbay_host::RUNNER_ARG.as_ref()) {
+        return plugbay_host::run_isolated_child();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::List { json, safety, dirs } => {

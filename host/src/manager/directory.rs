@@ -9,6 +9,9 @@ use uuid::Uuid;
 use super::PluginManager;
 use crate::error::{Error, Result};
 use crate::ffi::FfiPlugin;
+use crate::isolation::{IsolatedPlugin, IsolationPolicy, RunnerSettings};
+use crate::loader::LoadedLibrary;
+use crate::plugin::Plugin;
 use crate::safety::admit_dirs_async;
 
 /// A library registered by [`PluginManager::load_directory`].
@@ -73,7 +76,7 @@ impl PluginManager {
         for library in admission.libraries {
             let path = library.path.clone();
             let name = library.info.name.clone();
-            match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
+            match self.register_plugin(self.plugin_for(library)) {
                 Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");
@@ -84,6 +87,36 @@ impl PluginManager {
         report.registered.sort_by(|a, b| a.path.cmp(&b.path));
         report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(report)
+    }
+
+    /// The host-side plugin for an admitted library: in-process ([`FfiPlugin`])
+    /// or, when the isolation policy says so, an [`IsolatedPlugin`] whose
+    /// runner opens the same verified copy.
+    fn plugin_for(&self, library: LoadedLibrary) -> Arc<dyn Plugin> {
+        let config = self.config();
+        let isolation = config.isolation();
+        let enforced = config.safety().allowlist().is_some() && config.safety().enforce_allowlist;
+        let runner = isolation.runner();
+        match (isolation.policy_for(&library.info.name, enforced), runner) {
+            (IsolationPolicy::Isolated, Some((program, args))) => {
+                let settings = RunnerSettings {
+                    program: program.clone(),
+                    args: args.to_vec(),
+                    limits: *isolation.limits(),
+                    keep_env: isolation.keep_env().to_vec(),
+                    call_timeout: isolation.call_timeout(),
+                    init_timeout: config.init_timeout(),
+                    shutdown_timeout: config.shutdown_timeout(),
+                };
+                let file = library
+                    .shadow
+                    .clone()
+                    .unwrap_or_else(|| library.path.clone());
+                tracing::info!(plugin = %library.info.name, "runs isolated in a runner process");
+                Arc::new(IsolatedPlugin::new(library.info, file, settings))
+            }
+            _ => Arc::new(FfiPlugin::new(library)),
+        }
     }
 
     /// [`PluginManager::load_directory`] for every configured plugin directory;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::lifecycle::PluginState;
-use super::plugin_code::{run_phase, Phase};
+use super::plugin_code::{crashed_or, run_phase, Phase};
 use super::reentry;
 use super::registry::Slot;
 use super::Inner;
@@ -54,7 +54,9 @@ impl Inner {
                             plugin,
                             after: self.config.init_timeout(),
                         },
-                        other => other,
+                        // A plugin that died in initialize (its process) failed
+                        // with its crash report.
+                        other => crashed_or(&*slot.plugin, other),
                     })
             }
             Err(e) => Err(e),

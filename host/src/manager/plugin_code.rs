@@ -107,6 +107,32 @@ pub(crate) async fn run_call<T>(
     }
 }
 
+/// `error` from an operation on `plugin`, or [`Error::Crashed`] when the
+/// plugin reports it died ([`crate::Plugin::crash_signal`]) and the error is
+/// the host-side kind a dead plugin's operations fail with.
+pub(crate) fn crashed_or(plugin: &dyn crate::plugin::Plugin, error: Error) -> Error {
+    let host_kind = matches!(
+        &error,
+        Error::PluginFailed {
+            kind: ErrorKind::Host,
+            ..
+        } | Error::InitFailed { .. }
+    );
+    if !host_kind {
+        return error;
+    }
+    let report = plugin
+        .crash_signal()
+        .and_then(|signal| signal.borrow().clone());
+    match report {
+        Some(report) => Error::Crashed {
+            plugin: plugin.info().name.clone(),
+            report,
+        },
+        None => error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ use std::process::{Command, Stdio};
 pub const TARGETS: &[&str] = &[
     "host_reads_child",
     "child_reads_host",
+    "isolation_wire",
     "state_envelope",
     "metadata",
     "abi_summary",

@@ -1,7 +1,8 @@
 //! Fuzz targets for every decoder that reads bytes the host did not write
-//! itself: the probe channel both ways, the state envelope, plugin metadata
-//! arriving over the channel or from the scan cache, and abi_stable's layout
-//! report.
+//! itself: the probe channel both ways, an isolated plugin's channel (both
+//! ways: one decoder serves host and runner), the state envelope, plugin
+//! metadata arriving over the channel or from the scan cache, and
+//! abi_stable's layout report.
 //!
 //! Each target takes arbitrary bytes, runs them through the decoder exactly as
 //! the host uses it, and checks the decoder's promises: it returns (no panic,
@@ -33,9 +34,10 @@ use plugbay_api::{
 };
 
 use crate::info::{check_plugin_name, PluginInfo};
+use crate::isolation::wire;
 use crate::safety::cache::CachedVerdict;
 use crate::safety::probe_child::{serve, SessionEnd};
-use crate::safety::protocol::frame::HEADER_LEN;
+use crate::safety::protocol::frame::{read_payload, HEADER_LEN};
 use crate::safety::protocol::{read_frame, FrameError, FromChild, Nonce};
 use crate::safety::report::FileStatus;
 use crate::safety::verdict::{MetadataRecord, Rejection, Verdict};
@@ -92,6 +94,68 @@ pub fn host_reads_child(data: &[u8]) {
             }
             Err(FrameError::Io(e)) => panic!("reading a byte slice cannot fail: {e}"),
         }
+    }
+}
+
+/// An isolated plugin's channel, read by either side (host and runner share
+/// the framing and the one message decoder): `data` as one payload, then as
+/// the channel's bytes, frames under [`SESSION_NONCE`] up to the channel's
+/// cap. Every accepted message converts as its reader uses it and
+/// round-trips.
+pub fn isolation_wire(data: &[u8]) {
+    isolation_message(wire::decode(data));
+    let mut input = data;
+    loop {
+        let before = input.len();
+        match read_payload(&mut input, Some(&SESSION_NONCE), wire::MAX_PAYLOAD) {
+            Ok((payload, nonce)) => {
+                assert_eq!(
+                    nonce, SESSION_NONCE,
+                    "a frame with another nonce was accepted"
+                );
+                assert!(before - input.len() >= HEADER_LEN + payload.len());
+                isolation_message(wire::decode(&payload));
+            }
+            Err(FrameError::Closed) => {
+                assert_eq!(before, 0, "`Closed` while bytes were left");
+                return;
+            }
+            Err(FrameError::Garbage(why)) => {
+                assert!(!why.is_empty(), "a refusal without a reason");
+                return;
+            }
+            Err(FrameError::Io(e)) => panic!("reading a byte slice cannot fail: {e}"),
+        }
+    }
+}
+
+/// One decoded isolated-channel message: a refusal has a reason; an accepted
+/// message encodes back to itself and converts as its reader uses it.
+fn isolation_message(decoded: Result<wire::Msg, wire::WireError>) {
+    let msg = match decoded {
+        Ok(msg) => msg,
+        Err(e) => {
+            assert!(!e.0.is_empty(), "a refusal without a reason");
+            return;
+        }
+    };
+    let bytes = serde_json::to_vec(&msg).expect("a decoded message encodes");
+    assert_eq!(
+        wire::decode(&bytes).as_ref(),
+        Ok(&msg),
+        "a message changed on the way"
+    );
+    match msg {
+        wire::Msg::Request { op, .. } => {
+            let _ = op.describe();
+        }
+        wire::Msg::Reply { result, .. } | wire::Msg::CallbackReply { result, .. } => {
+            let _ = result.into_result();
+        }
+        wire::Msg::Log { level, .. } => {
+            let _ = plugbay_api::LogLevel::from(level);
+        }
+        _ => {}
     }
 }
 

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use super::alloc::peak_during;
 use super::*;
 use crate::safety::protocol::frame::{MAGIC, MAX_PAYLOAD, PROTOCOL_VERSION};
+
+/// What a frame's payload buffer starts with (the frame reader's first capacity).
+const PAYLOAD_START: usize = 64 * 1024;
 use crate::safety::protocol::ToChild;
 use crate::safety::verdict::DependencyRecord;
 use crate::state::read::{read_or_quarantine, ReadOutcome};
@@ -57,7 +60,7 @@ fn metered(target: fn(&[u8]), bytes: &[u8]) -> Result<(), TestCaseError> {
 
 /// Strings that matter to the decoders (names, versions, requirements) mixed
 /// with arbitrary ones.
-fn text() -> impl Strategy<Value = String> {
+fn text() -> BoxedStrategy<String> {
     prop_oneof![
         3 => prop::sample::select(vec![
             "", " ", "\t", "@host", "@", "hello", "a b", "1.0.0", "0.1.0-alpha.1+build.5",
@@ -68,6 +71,7 @@ fn text() -> impl Strategy<Value = String> {
         2 => "[a-z0-9@ .^~<>=*,+-]{0,12}",
         1 => any::<String>(),
     ]
+    .boxed()
 }
 
 fn record() -> impl Strategy<Value = MetadataRecord> {
@@ -186,6 +190,11 @@ enum Header {
 }
 
 fn header() -> impl Strategy<Value = Header> {
+    header_capped(MAX_PAYLOAD)
+}
+
+/// [`header`] for a channel whose cap is `cap`.
+fn header_capped(cap: usize) -> impl Strategy<Value = Header> {
     prop_oneof![
         12 => Just(Header::Right),
         1 => any::<[u8; 4]>().prop_map(Header::Magic),
@@ -193,8 +202,8 @@ fn header() -> impl Strategy<Value = Header> {
         1 => any::<u16>().prop_map(Header::Reserved),
         1 => prop_oneof![
             Just(0),
-            Just(MAX_PAYLOAD as u32),
-            Just(MAX_PAYLOAD as u32 + 1),
+            Just(cap as u32),
+            Just(cap as u32 + 1),
             Just(u32::MAX),
             any::<u32>(),
             0u32..64,
@@ -240,8 +249,17 @@ fn stream<T: serde::Serialize + std::fmt::Debug>(
     nonce: Nonce,
     message: impl Strategy<Value = T>,
 ) -> impl Strategy<Value = Vec<u8>> {
+    stream_capped(nonce, message, MAX_PAYLOAD)
+}
+
+/// [`stream`] for a channel whose cap is `cap`.
+fn stream_capped<T: serde::Serialize + std::fmt::Debug>(
+    nonce: Nonce,
+    message: impl Strategy<Value = T>,
+    cap: usize,
+) -> impl Strategy<Value = Vec<u8>> {
     let chunk = prop_oneof![
-        8 => (payload(message), header()).prop_map(move |(p, h)| frame(&nonce, &p, &h)),
+        8 => (payload(message), header_capped(cap)).prop_map(move |(p, h)| frame(&nonce, &p, &h)),
         1 => prop::collection::vec(any::<u8>(), 0..32),
     ];
     prop::collection::vec(chunk, 0..5).prop_map(|chunks| chunks.concat())
@@ -260,6 +278,88 @@ fn host_stream() -> impl Strategy<Value = Vec<u8>> {
         )
             .prop_map(move |((p, h), rest)| [frame(&nonce, &p, &h), rest].concat())
     })
+}
+
+/// Messages of an isolated plugin's channel, both directions.
+fn wire_message() -> BoxedStrategy<wire::Msg> {
+    use wire::{Callback, Msg, Op, WireKind, WireLevel, WireLimits, WireResult};
+    let result = prop_oneof![
+        text().prop_map(|value| WireResult::Ok { value }),
+        (
+            prop::sample::select(vec![
+                WireKind::Failed,
+                WireKind::Panicked,
+                WireKind::UnknownMethod,
+                WireKind::InvalidInput,
+                WireKind::Host,
+            ]),
+            text()
+        )
+            .prop_map(|(kind, message)| WireResult::Err { kind, message }),
+    ]
+    .boxed();
+    let op = prop_oneof![
+        Just(Op::Initialize),
+        Just(Op::Shutdown),
+        Just(Op::SaveState),
+        (text(), text()).prop_map(|(state, version)| Op::LoadState { state, version }),
+        (text(), text()).prop_map(|(method, args)| Op::Call { method, args }),
+    ]
+    .boxed();
+    let call = prop_oneof![
+        Just(Callback::HostName),
+        Just(Callback::HostVersion),
+        Just(Callback::Config),
+        text().prop_map(|plugin| Callback::Status { plugin }),
+        (text(), text(), text()).prop_map(|(target, method, args)| Callback::CallPlugin {
+            target,
+            method,
+            args
+        }),
+    ]
+    .boxed();
+    let chain = || prop::collection::vec(text(), 0..3);
+    prop_oneof![
+        (text(), text(), any::<[Option<u64>; 3]>()).prop_map(|(path, plugin, [m, c, f])| {
+            Msg::Hello {
+                path,
+                plugin,
+                limits: WireLimits {
+                    memory_bytes: m,
+                    cpu_seconds: c,
+                    open_files: f,
+                },
+            }
+        }),
+        (any::<u32>(), text(), text()).prop_map(|(pid, interface_build_id, plugin)| {
+            Msg::Ready {
+                pid,
+                interface_build_id,
+                plugin,
+            }
+        }),
+        text().prop_map(|reason| Msg::OpenFailed { reason }),
+        (any::<u64>(), chain(), op).prop_map(|(id, chain, op)| Msg::Request { id, chain, op }),
+        (any::<u64>(), result.clone()).prop_map(|(id, result)| Msg::Reply { id, result }),
+        (any::<u64>(), chain(), call).prop_map(|(id, chain, call)| Msg::Callback {
+            id,
+            chain,
+            call
+        }),
+        (any::<u64>(), result).prop_map(|(id, result)| Msg::CallbackReply { id, result }),
+        (
+            prop::sample::select(vec![
+                WireLevel::Error,
+                WireLevel::Warn,
+                WireLevel::Info,
+                WireLevel::Debug,
+                WireLevel::Trace,
+            ]),
+            text()
+        )
+            .prop_map(|(level, message)| Msg::Log { level, message }),
+    ]
+    .boxed()
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -355,6 +455,16 @@ proptest! {
     }
 
     #[test]
+    fn fuzz_isolation_wire(
+        bytes in prop_oneof![
+            3 => stream_capped(SESSION_NONCE, wire_message(), wire::MAX_PAYLOAD),
+            1 => payload(wire_message()),
+        ]
+    ) {
+        metered(isolation_wire, &bytes)?;
+    }
+
+    #[test]
     fn fuzz_child_reads_host(bytes in host_stream()) {
         metered(child_reads_host, &bytes)?;
     }
@@ -376,7 +486,14 @@ proptest! {
 
     #[test]
     fn fuzz_raw_bytes_everywhere(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        for target in [host_reads_child, child_reads_host, state_envelope, metadata, abi_summary] {
+        for target in [
+            host_reads_child,
+            child_reads_host,
+            isolation_wire,
+            state_envelope,
+            metadata,
+            abi_summary,
+        ] {
             metered(target, &bytes)?;
         }
     }
@@ -542,6 +659,19 @@ fn the_cargo_fuzz_seeds_are_accepted_inputs() {
         assert_eq!(end, SessionEnd::HostClosed, "{name}");
         child_reads_host(&bytes);
     }
+    for (name, bytes) in read("isolation_wire") {
+        if name.ends_with(".json") {
+            assert!(wire::decode(&bytes).is_ok(), "{name}");
+        } else {
+            let mut input = &bytes[..];
+            while !input.is_empty() {
+                let frame = read_payload(&mut input, Some(&SESSION_NONCE), wire::MAX_PAYLOAD)
+                    .map(|(payload, _)| wire::decode(&payload));
+                assert!(matches!(frame, Ok(Ok(_))), "{name}: {frame:?}");
+            }
+        }
+        isolation_wire(&bytes);
+    }
     for (name, bytes) in read("state_envelope") {
         assert!(envelope::decode("p", &bytes).is_ok(), "{name}");
         state_envelope(&bytes);
@@ -560,4 +690,22 @@ fn the_cargo_fuzz_seeds_are_accepted_inputs() {
         );
         abi_summary(&bytes);
     }
+}
+
+/// Found by `fuzz_isolation_wire`: a frame header announcing a payload of the
+/// isolated channel's cap (8 MiB) made the reader allocate all of it before a
+/// single payload byte arrived (134 input bytes held 8 MiB). The buffer now
+/// grows with the bytes that arrive.
+#[test]
+fn a_frame_claiming_the_cap_holds_only_what_arrived() {
+    let bytes = claiming(&SESSION_NONCE, wire::MAX_PAYLOAD as u32);
+    let (read, peak) =
+        peak_during(|| read_payload(&mut &bytes[..], Some(&SESSION_NONCE), wire::MAX_PAYLOAD));
+    assert!(
+        matches!(&read, Err(FrameError::Garbage(why)) if why.contains("closed mid-frame")),
+        "{read:?}"
+    );
+    assert!(peak <= 2 * PAYLOAD_START, "1 KiB sent, {peak} bytes held");
+    // The exact input, through the target.
+    isolation_wire(&bytes);
 }

@@ -542,19 +542,19 @@ fn a_frame_claiming_4_gib_is_refused_before_allocating() {
         let (host, peak) =
             peak_during(|| read_frame::<FromChild>(&mut &bytes[..], Some(&SESSION_NONCE)));
         assert!(
-            matches!(&host, Err(FrameError::Garbage(why)) if why.contains("exceeds the 65536-byte cap")),
-            "{host:?}"
-        );
-        assert!(
             peak < 4096,
             "claiming {len} bytes made the host hold {peak}"
         );
+        assert!(
+            matches!(&host, Err(FrameError::Garbage(why)) if why.contains("exceeds the 65536-byte cap")),
+            "{host:?}"
+        );
         let (child, peak) = peak_during(|| read_frame::<ToChild>(&mut &bytes[..], None));
-        assert!(matches!(&child, Err(FrameError::Garbage(_))), "{child:?}");
         assert!(
             peak < 4096,
             "claiming {len} bytes made the child hold {peak}"
         );
+        assert!(matches!(&child, Err(FrameError::Garbage(_))), "{child:?}");
     }
 }
 

@@ -46,6 +46,8 @@ use crate::state::envelope;
 #[cfg(test)]
 mod alloc;
 #[cfg(test)]
+mod strategies;
+#[cfg(test)]
 mod tests;
 
 /// The session nonce the host-side targets expect on every frame (the host

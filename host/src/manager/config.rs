@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::supervise::RestartPolicy;
 use crate::error::{Error, Result};
 use crate::isolation::{IsolationConfig, Limits};
 use crate::safety::SafetyConfig;
@@ -32,6 +33,14 @@ pub struct ManagerConfig {
     event_capacity: usize,
     safety: SafetyConfig,
     isolation: IsolationConfig,
+    restart: RestartPolicies,
+}
+
+/// The restart policy of each plugin: by name, else the default.
+#[derive(Debug, Clone, Default)]
+struct RestartPolicies {
+    default: RestartPolicy,
+    by_name: HashMap<String, RestartPolicy>,
 }
 
 impl Default for ManagerConfig {
@@ -49,6 +58,7 @@ impl Default for ManagerConfig {
             event_capacity: 1024,
             safety: SafetyConfig::defaults(),
             isolation: IsolationConfig::default(),
+            restart: RestartPolicies::default(),
         }
     }
 }
@@ -133,6 +143,15 @@ impl ManagerConfig {
     /// misses some (it then gets `RecvError::Lagged`).
     pub fn event_capacity(&self) -> usize {
         self.event_capacity
+    }
+
+    /// What happens when the plugin `name` crashes while Active: its own
+    /// policy, else the default one ([`RestartPolicy::Never`] unless set).
+    pub fn restart_policy(&self, name: &str) -> &RestartPolicy {
+        self.restart
+            .by_name
+            .get(name)
+            .unwrap_or(&self.restart.default)
     }
 }
 
@@ -266,6 +285,19 @@ impl ManagerConfigBuilder {
         self
     }
 
+    /// Sets what happens when the plugin called `plugin` crashes while Active.
+    pub fn restart_policy(mut self, plugin: impl Into<String>, policy: RestartPolicy) -> Self {
+        self.config.restart.by_name.insert(plugin.into(), policy);
+        self
+    }
+
+    /// Sets what happens when a plugin without a policy of its own crashes
+    /// while Active (default: [`RestartPolicy::Never`]).
+    pub fn default_restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.config.restart.default = policy;
+        self
+    }
+
     /// Checks the values and returns the configuration, or [`Error::Config`]
     /// naming the bad setting.
     pub fn build(self) -> Result<ManagerConfig> {
@@ -300,6 +332,18 @@ impl ManagerConfigBuilder {
             return Err(Error::Config(
                 "the isolated call timeout must be longer than zero".into(),
             ));
+        }
+        let named = c.restart.by_name.iter().map(|(n, p)| (Some(n), p));
+        for (plugin, policy) in std::iter::once((None, &c.restart.default)).chain(named) {
+            if let RestartPolicy::OnFailure(settings) = policy {
+                if let Some(problem) = settings.problem() {
+                    let whose = plugin.map_or_else(
+                        || "the default restart policy".to_owned(),
+                        |n| format!("the restart policy of plugin `{n}`"),
+                    );
+                    return Err(Error::Config(format!("{whose}: {problem}")));
+                }
+            }
         }
         Ok(self.config)
     }
@@ -382,5 +426,32 @@ mod tests {
         let c = runner().isolate_unless_allowlisted(true).build().unwrap();
         assert_eq!(c.isolation().policy_for("b", false), Isolated);
         assert_eq!(c.isolation().policy_for("b", true), InProcess);
+    }
+
+    #[test]
+    fn restart_policies_are_per_plugin_and_checked() {
+        let five = RestartPolicy::on_failure(5, Duration::from_secs(60));
+        let c = ManagerConfig::builder()
+            .restart_policy("db", five.clone())
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("db"), &five);
+        assert_eq!(c.restart_policy("other"), &RestartPolicy::Never);
+        let c = ManagerConfig::builder()
+            .default_restart_policy(five.clone())
+            .restart_policy("fragile", RestartPolicy::Never)
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("other"), &five);
+        assert_eq!(c.restart_policy("fragile"), &RestartPolicy::Never);
+        let err = ManagerConfig::builder()
+            .restart_policy("db", RestartPolicy::on_failure(0, Duration::from_secs(1)))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: the restart policy of plugin `db`: the restart limit \
+             must be at least 1 (use RestartPolicy::Never for no restarts)"
+        );
     }
 }

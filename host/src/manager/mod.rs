@@ -20,6 +20,7 @@ mod reentry;
 mod registry;
 mod schedule;
 mod services;
+mod supervise;
 mod tasks;
 mod unload;
 
@@ -38,6 +39,7 @@ pub use config::{
 };
 pub use directory::{DirectoryReport, RegisteredLibrary};
 pub use lifecycle::{LifecycleEvent, PluginState};
+pub use supervise::{RestartOnFailure, RestartPolicy, SupervisorEvent};
 
 use crate::context::{CallChain, HostServices, PluginContext};
 use crate::error::{Error, Result};
@@ -146,6 +148,9 @@ pub(crate) struct Inner {
     /// so no plugin runs, and later overwrites, without its saved state).
     /// Not a lock; the state manager's own locks are documented in `state/`.
     state: Option<std::result::Result<Arc<PluginStateManager>, Error>>,
+    /// Watches Active plugins that can crash and restarts them by policy (its
+    /// lock is documented on `supervise::book::Book`).
+    supervisor: supervise::Supervisor,
 }
 
 impl Inner {
@@ -218,6 +223,7 @@ impl PluginManager {
             bus: Arc::new(EventBus::new()),
             services: Arc::new(ManagerServices::new(weak.clone())),
             state,
+            supervisor: supervise::Supervisor::new(weak.clone()),
         });
         Self { inner }
     }
@@ -268,6 +274,13 @@ impl PluginManager {
     /// Receives every lifecycle transition from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Receives every supervisor event from now on: crashes, dependents
+    /// stopped and started again, restarts scheduled, done, failed, cancelled
+    /// or given up (see [`RestartPolicy`]).
+    pub fn subscribe_supervisor(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.inner.supervisor.subscribe()
     }
 
     /// Registers `plugin` (state `Registered`) and returns its new id. Refused

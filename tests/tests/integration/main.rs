@@ -9,6 +9,12 @@ mod cli;
 #[cfg(unix)]
 mod cli_call;
 #[cfg(unix)]
+mod cli_explain;
+#[cfg(unix)]
+mod cli_inspect;
+#[cfg(unix)]
+mod cli_output;
+#[cfg(unix)]
 mod compat;
 #[cfg(unix)]
 mod crash;
@@ -35,6 +41,7 @@ mod safety_shadow;
 #[cfg(unix)]
 mod state;
 mod storm;
+mod supervision;
 
 // The shared helpers live in the `integration_tests` library (tests/src/).
 #[cfg(unix)]

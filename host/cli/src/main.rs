@@ -1,12 +1,14 @@
 //! `plugin-host`: list, check, lock and run native plugins.
 
 mod call;
+mod checkpoint;
 mod explain;
 mod inspect;
 mod json;
 mod list;
 mod lock;
 mod new;
+mod profile;
 mod progress;
 mod run;
 mod safety_args;
@@ -104,6 +106,7 @@ enum Command {
     /// Load and initialize the plugins in dependency order, show their status,
     /// then run until Ctrl-C / SIGTERM (or, with --once, stop at once) and shut
     /// everything down cleanly, saving each plugin's state.
+    #[command(after_help = run::EXIT_CODES)]
     Run {
         /// Where plugin state is kept between runs (default: $XDG_STATE_HOME/plugin-host/state,
         /// else ~/.local/state/plugin-host/state).
@@ -112,6 +115,23 @@ enum Command {
         /// Shut down right after initializing.
         #[arg(long)]
         once: bool,
+        /// Print one JSON document at exit (status tables, skipped files,
+        /// failures, checkpoints, and the profile with --profile) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Measure startup: time per plugin and per phase (discover, permission
+        /// check, copy, hash, probe, open, register, resolve, restore state,
+        /// initialize) and the critical path, printed after the started table.
+        #[arg(long)]
+        profile: bool,
+        /// Exit 0 even when plugins failed to start, stop or save (they are
+        /// still reported); usage and setup errors still exit 2.
+        #[arg(long)]
+        allow_failures: bool,
+        /// Save every active plugin's state this often while running, e.g. 30s,
+        /// 5m, 1h 30m (SIGHUP saves at once too, on Unix).
+        #[arg(long, value_name = "DURATION", value_parser = checkpoint::parse_interval, conflicts_with = "once")]
+        checkpoint_every: Option<std::time::Duration>,
         #[command(flatten)]
         safety: SafetyArgs,
         /// Plugin directories.
@@ -246,15 +266,27 @@ fn main() -> ExitCode {
         Command::Run {
             state_dir,
             once,
+            json,
+            profile,
+            allow_failures,
+            checkpoint_every,
             safety,
             dirs,
         } => {
-            init_tracing("info");
+            let profile = profile.then(profile::Recorder::default);
+            match &profile {
+                Some(recorder) => profile::init_tracing("info", recorder),
+                None => init_tracing("info"),
+            }
             block_on(run::run(run::RunArgs {
                 dirs,
                 state_dir,
                 once,
                 safety,
+                json,
+                profile,
+                allow_failures,
+                checkpoint_every,
             }))
         }
         Command::Call {

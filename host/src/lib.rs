@@ -226,7 +226,10 @@ pub mod internals {
     pub use crate::discovery::discover;
     /// Decodes one isolated-plugin channel payload (the function every such
     /// payload goes through, both directions; for fuzzing).
-    pub use crate::isolation::wire::{decode as decode_isolation_message, Msg as IsolationMessage};
+    pub use crate::isolation::wire::{
+        decode as decode_isolation_message, Msg as IsolationMessage,
+        WireError as IsolationWireError,
+    };
     pub use crate::loader::open_library;
     pub use crate::safety::cache::{FileIdentity, RACY_MARGIN};
     #[cfg(target_os = "linux")]

@@ -23,6 +23,7 @@ mod concurrent_init;
 mod dag;
 mod events;
 mod fixtures;
+mod isolated;
 mod load_cost;
 mod lookup;
 mod report;
@@ -92,6 +93,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "calls",
         run: |o, r, _| calls::run(o, r),
+    },
+    Scenario {
+        name: "isolated",
+        run: |o, r, rt| rt.block_on(isolated::run(o, r)),
     },
 ];
 

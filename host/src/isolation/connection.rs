@@ -1,6 +1,8 @@
 //! One runner process of an isolated plugin (one incarnation): starting it,
 //! its reader, writer and stderr threads, answering its callbacks, and reading
 //! its death (see [`super::proxy`]).
+// Runners start on Unix only; elsewhere `spawn` refuses and the rest is unused.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -17,16 +19,25 @@ use tokio::sync::{oneshot, watch};
 
 use super::limits::{classify, Limits};
 use super::proxy::{crashed_error, IsolatedPlugin};
+use super::stderr::keep_stderr;
 use super::wire::{decode, Callback, Msg, Op, WireResult, MAX_PAYLOAD};
 use crate::context::{CallChain, PluginContext};
 use crate::crash::{CrashReason, CrashReport};
 use crate::error::Error;
 use crate::safety::protocol::frame::{new_nonce, read_payload, write_frame_capped, FrameError};
 
-/// Stderr lines kept per runner (the newest).
-const STDERR_LINES: usize = 20;
-/// Longest stderr line kept, in bytes (the rest of the line is dropped).
-const STDERR_LINE_BYTES: usize = 1024;
+#[cfg(unix)]
+use crate::platform::ChannelCloser;
+
+/// Where runners cannot start there is no channel to close.
+#[cfg(not(unix))]
+struct ChannelCloser;
+
+#[cfg(not(unix))]
+impl ChannelCloser {
+    fn close(&self) {}
+}
+
 /// How long a runner that closed its channel may take to exit before it is killed.
 const REAP_GRACE: Duration = Duration::from_millis(500);
 /// How long a new runner may take to open its library and say it is ready.
@@ -52,7 +63,7 @@ pub(super) struct Connection {
     /// The runner process: only `try_wait` and `kill` (non-blocking system
     /// calls) run under this lock, never a blocking wait.
     child: Mutex<Child>,
-    closer: crate::platform::ChannelCloser,
+    closer: ChannelCloser,
     /// The last stderr lines (newest last).
     ///
     /// Guards: the line buffer; locked to push one line or to copy it out.
@@ -526,35 +537,17 @@ impl Connection {
     }
 }
 
-/// Keeps the last [`STDERR_LINES`] lines (each cut at [`STDERR_LINE_BYTES`])
-/// of the runner's stderr, and logs each under the target `plugin`.
-fn keep_stderr(mut stderr: impl Read, lines: &Mutex<VecDeque<String>>, plugin: &str) {
-    let mut chunk = [0u8; 4096];
-    let mut line: Vec<u8> = Vec::new();
-    let push = |line: &mut Vec<u8>| {
-        let text = String::from_utf8_lossy(line).trim_end().to_owned();
-        line.clear();
-        tracing::info!(target: "plugin", plugin, "stderr: {text}");
-        let mut kept = lines.lock();
-        if kept.len() == STDERR_LINES {
-            kept.pop_front();
-        }
-        kept.push_back(text);
-    };
-    loop {
-        let n = match stderr.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &chunk[..n] {
-            if b == b'\n' {
-                push(&mut line);
-            } else if line.len() < STDERR_LINE_BYTES {
-                line.push(b);
-            }
-        }
-    }
-    if !line.is_empty() {
-        push(&mut line);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_chains_must_end_with_the_plugin() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(chain_from("p", names(&["a", "p"])).to_string(), "a -> p");
+        // A chain that does not end with the plugin, or repeats one, is not trusted.
+        assert_eq!(chain_from("p", names(&["a"])).to_string(), "p");
+        assert_eq!(chain_from("p", names(&[])).to_string(), "p");
+        assert_eq!(chain_from("p", names(&["p", "a", "p"])).to_string(), "p");
     }
 }

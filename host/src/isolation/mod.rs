@@ -19,7 +19,7 @@
 //! - `proxy`: the host side ([`IsolatedPlugin`]): incarnations, requests and
 //!   their deadlines; `connection`: one runner process per incarnation, a
 //!   reader thread (replies, callbacks, death), a writer thread, a stderr
-//!   thread keeping the last lines.
+//!   thread keeping the last lines (`stderr`).
 //! - `child`: the runner side: opens the library, runs requests one at a time
 //!   on a worker thread, proxies the plugin's host callbacks back.
 //! - `limits`: resource limits the runner sets on itself before opening the
@@ -41,6 +41,7 @@ mod child;
 mod connection;
 mod limits;
 mod proxy;
+mod stderr;
 pub(crate) mod wire;
 
 pub use child::run_isolated_child;

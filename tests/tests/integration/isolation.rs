@@ -2,16 +2,18 @@
 //! `crashy` fixture dies in every way a native plugin can (segfault, abort,
 //! stack overflow, `exit(0)`, unbounded allocation, a hang in `call` or in
 //! `initialize`); isolated, each leaves the host alive with the precise reason
-//! and the other plugins answering. Calls, state, dependencies and callbacks
-//! work as in-process, and the re-entrancy rule holds across processes.
+//! and the other plugins answering. Calls, state, dependencies, events and
+//! callbacks work as in-process, and the re-entrancy rule holds across processes.
 
 use std::ffi::OsString;
 use std::time::Duration;
 
-use integration_tests::{probe_binary, PluginDir};
+use integration_tests::{
+    c_library, cli_json_data, library_file_name, probe_binary, run_plugin_host, PluginDir,
+};
 use plugbay_host::{
     CrashReason, CrashReport, Error, Limits, ManagerConfig, ManagerConfigBuilder, PluginManager,
-    PluginState, RUNNER_ARG,
+    PluginState, RestartPolicy, RUNNER_ARG,
 };
 use serde_json::json;
 
@@ -271,9 +273,9 @@ async fn a_hung_initialize_is_killed_and_the_plugin_fails_crashed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_state_dependencies_and_callbacks_work_as_in_process() {
     let detector = DeadlockDetector::start();
-    let dir = PluginDir::with(&["fixture-crashy", "hello", "greeter"]);
+    let dir = PluginDir::with(&["fixture-crashy", "hello", "greeter", "counter"]);
     let state = tempfile::tempdir().unwrap();
-    let config = config(&dir, &["crashy", "hello", "greeter"], |b| {
+    let config = config(&dir, &["crashy", "hello", "greeter", "counter"], |b| {
         b.state_dir(state.path().join("state"))
             .host_name("isolation-test")
             .plugin_config("crashy", json!({"colour": "blue"}))
@@ -305,6 +307,23 @@ async fn calls_state_dependencies_and_callbacks_work_as_in_process() {
                 .unwrap(),
             json!("Hello, Bo!")
         );
+        // Events: isolated counter publishes, isolated greeter (subscribed in its
+        // initialize) receives it.
+        assert_eq!(
+            manager
+                .call("counter", "increment", json!({}))
+                .await
+                .unwrap(),
+            json!(1)
+        );
+        while manager
+            .call("greeter", "last_count", json!(null))
+            .await
+            .unwrap()
+            != json!(1)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // Host callbacks: name, config, status.
         assert_eq!(
             manager.call("crashy", "whoami", json!(null)).await.unwrap(),
@@ -389,4 +408,133 @@ async fn a_plugin_not_named_runs_in_process() {
     assert!(hello.call_path().is_some());
     let crashy = manager.get_plugin_by_name("crashy").unwrap();
     assert!(crashy.call_path().is_none());
+}
+
+#[test]
+fn the_cli_runs_and_calls_plugins_isolated() {
+    let dir = PluginDir::with(&["fixture-crashy", "hello"]);
+    let state = tempfile::tempdir().unwrap();
+    let work = dir.path().join(".host-work");
+    let args = |extra: &[&str]| -> Vec<OsString> {
+        let mut all: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        all.extend([
+            "--state-dir".into(),
+            state.path().into(),
+            "--work-dir".into(),
+            work.clone().into(),
+            dir.path().into(),
+        ]);
+        all
+    };
+    let run = |extra: &[&str]| {
+        let all = args(extra);
+        let refs: Vec<&std::ffi::OsStr> = all.iter().map(OsString::as_os_str).collect();
+        run_plugin_host(&refs)
+    };
+    let (code, stdout, stderr) = run(&["run", "--once", "--isolate", "crashy"]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for name in ["crashy", "hello"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("active")),
+            "{name} not active\n{stdout}"
+        );
+    }
+    // `call` takes the same flags: the plugin's segfault ends its runner, and
+    // the host reports it as the plugin's failure (exit 1), not its own death.
+    let mut call = args(&["call", "--isolate-all"]);
+    call.extend(["crashy".into(), "segfault".into()]);
+    let refs: Vec<&std::ffi::OsStr> = call.iter().map(OsString::as_os_str).collect();
+    let (code, stdout, stderr) = run_plugin_host(&refs);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("plugin `crashy` crashed: killed by signal 11 (SIGSEGV)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_suggests_isolation_for_a_quarantined_library() {
+    let dir = PluginDir::with(&["hello"]);
+    let segv = dir.path().join("segv.so");
+    std::fs::copy(c_library("ctor_segv"), &segv).unwrap();
+    let work = dir.path().join(".host-work");
+    let (code, stdout, stderr) = run_plugin_host(&[
+        "list".as_ref(),
+        "--json".as_ref(),
+        "--work-dir".as_ref(),
+        work.as_os_str(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let entries = cli_json_data(&stdout, "list");
+    let suggests = |file: &str| {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with(file)))
+            .unwrap_or_else(|| panic!("no entry for {file}: {stdout}"))["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("--isolate"))
+    };
+    assert!(suggests("segv.so"), "{stdout}");
+    assert!(!suggests(&library_file_name("hello")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_isolated_plugin_is_restarted_with_its_saved_state() {
+    let detector = DeadlockDetector::start();
+    let dir = PluginDir::with(&["fixture-crashy", "hello"]);
+    let state = tempfile::tempdir().unwrap();
+    let config = config(&dir, &["crashy"], |b| {
+        b.state_dir(state.path().join("state")).restart_policy(
+            "crashy",
+            RestartPolicy::on_failure(3, Duration::from_secs(60))
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(10)),
+        )
+    });
+    let manager = admitted(&dir, PluginManager::open(config).await.expect("open")).await;
+    watchdog("restart", LIMIT, async {
+        assert!(manager.load_all_plugins().await.is_ok());
+        for n in 1..=2 {
+            assert_eq!(
+                manager.call("crashy", "count", json!(null)).await.unwrap(),
+                json!(n)
+            );
+        }
+        // The checkpoint the restart restores.
+        for (name, saved) in manager.save_all_states().await {
+            saved.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let alive = |m: &PluginManager| {
+            m.get_plugin_by_name("crashy")
+                .and_then(|p| p.crash_signal())
+                .map(|s| s.borrow().is_none())
+        };
+        let err = manager
+            .call("crashy", "abort", json!(null))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Crashed { .. }), "{err:?}");
+        // The supervisor restarts it in a new runner, its state restored.
+        loop {
+            if manager.status_by_name("crashy").unwrap().is_active()
+                && alive(&manager) == Some(true)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            manager.call("crashy", "count", json!(null)).await.unwrap(),
+            json!(3)
+        );
+        manager.unload_all_plugins().await;
+    })
+    .await;
+    detector.finish();
 }

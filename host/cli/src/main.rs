@@ -4,6 +4,7 @@ mod call;
 mod checkpoint;
 mod explain;
 mod inspect;
+mod isolate_args;
 mod json;
 mod list;
 mod lock;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use isolate_args::IsolateArgs;
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
 /// `plugin-host --help`: the exit status convention every subcommand follows.
@@ -134,6 +136,8 @@ enum Command {
         checkpoint_every: Option<std::time::Duration>,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -158,6 +162,8 @@ enum Command {
         config: Option<String>,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories, then the plugin's name, the method, and optionally
         /// the arguments as JSON (default `{}`; `-` reads them from stdin).
         #[arg(
@@ -224,6 +230,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
         return plugbay_host::run_probe_child();
     }
+    // So is the runner of isolated plugins.
+    if std::env::args_os().nth(1).as_deref() == Some(plugbay_host::RUNNER_ARG.as_ref()) {
+        return plugbay_host::run_isolated_child();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::List { json, safety, dirs } => {
@@ -267,6 +277,7 @@ fn main() -> ExitCode {
             allow_failures,
             checkpoint_every,
             safety,
+            isolation,
             dirs,
         } => {
             let profile = profile.then(profile::Recorder::default);
@@ -279,6 +290,7 @@ fn main() -> ExitCode {
                 state_dir,
                 once,
                 safety,
+                isolation,
                 json,
                 profile,
                 allow_failures,
@@ -290,6 +302,7 @@ fn main() -> ExitCode {
             state_dir,
             config,
             safety,
+            isolation,
             operands,
         } => {
             // Host internals stay quiet (the one-line error says what failed);
@@ -300,6 +313,7 @@ fn main() -> ExitCode {
                 config,
                 state_dir,
                 safety,
+                isolation,
                 json,
             }))
         }

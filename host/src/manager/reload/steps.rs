@@ -11,11 +11,9 @@ use semver::Version;
 
 use super::{ReloadEvent, ReloadOptions, ReloadOutcome, ReloadStep, Replacement};
 use crate::error::{Error, Result};
-use crate::ffi::FfiPlugin;
-use crate::loader::LoadedLibrary;
 use crate::manager::lifecycle::LifecycleEvent;
 use crate::manager::registry::Slot;
-use crate::manager::Inner;
+use crate::manager::{Inner, PluginManager};
 use crate::plugin::Plugin;
 use crate::safety::pipeline::admit_file_async;
 
@@ -117,17 +115,16 @@ impl Inner {
         let (new, image) = match replacement {
             Replacement::Object(plugin) => (plugin, None),
             Replacement::File(path) => {
-                let (library, content_id) = self
+                let (plugin, content_id) = self
                     .admit(&path)
                     .await
                     .map_err(|e| failed(ReloadStep::Admit, e))?;
-                // The image is mapped now, whatever happens next.
+                // The image is mapped now (here or in a runner), whatever happens next.
                 slot.plugin.record_current_image_if_unknown();
                 slot.plugin.record_image(&content_id);
                 if slot.plugin.current_image() == Some(content_id.as_str()) {
                     return Ok(self.outcome(slot, old_version.clone(), old_version, true));
                 }
-                let plugin: Arc<dyn Plugin> = Arc::new(FfiPlugin::new(library));
                 (plugin, Some(content_id))
             }
         };
@@ -195,14 +192,19 @@ impl Inner {
         }
     }
 
-    /// Admits `path` through the safety pipeline; the opened library and the
-    /// content id of its bytes.
-    async fn admit(&self, path: &Path) -> Result<(LoadedLibrary, String)> {
+    /// Admits `path` through the safety pipeline; the plugin for it (in this
+    /// process, or in a runner process when the isolation policy says so, as
+    /// at its first load) and the content id of its bytes.
+    async fn admit(self: &Arc<Self>, path: &Path) -> Result<(Arc<dyn Plugin>, String)> {
         let path = std::path::absolute(path).map_err(|e| Error::Refused {
             path: path.to_path_buf(),
             reason: format!("cannot make the path absolute: {e}"),
         })?;
-        let admission = admit_file_async(path.clone(), self.config.safety().clone()).await?;
+        let manager = PluginManager {
+            inner: Arc::clone(self),
+        };
+        let safety = self.config.safety().clone();
+        let admission = admit_file_async(path.clone(), safety, Some(manager.keep_closed())).await?;
         let file = admission.report.files.first();
         if let Some(problem) = file.filter(|f| !f.is_ok()) {
             return Err(problem.error.clone().unwrap_or_else(|| Error::Refused {
@@ -213,14 +215,22 @@ impl Inner {
                     .unwrap_or_else(|| "not admitted".into()),
             }));
         }
-        let content_id = file.and_then(|f| f.content_id.clone());
-        match (admission.libraries.into_iter().next(), content_id) {
-            (Some(library), Some(content_id)) => Ok((library, content_id)),
-            _ => Err(Error::Refused {
-                path,
-                reason: "the safety pipeline admitted nothing from it".into(),
-            }),
-        }
+        let nothing = || Error::Refused {
+            path: path.clone(),
+            reason: "the safety pipeline admitted nothing from it".into(),
+        };
+        let content_id = file
+            .and_then(|f| f.content_id.clone())
+            .ok_or_else(nothing)?;
+        let plugin = match (
+            admission.libraries.into_iter().next(),
+            admission.kept_closed.into_iter().next(),
+        ) {
+            (Some(library), _) => manager.plugin_for(library),
+            (None, Some(closed)) => manager.isolated_plugin_for(closed)?,
+            (None, None) => return Err(nothing()),
+        };
+        Ok((plugin, content_id))
     }
 
     /// The running dependents of `slot` whose requirement `version` does not

@@ -8,6 +8,7 @@ mod lock;
 mod new;
 mod run;
 mod safety_args;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,8 +61,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Shut down right after initializing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         once: bool,
+        /// Follow the plugin directories while running: a changed library is
+        /// reloaded, a new one admitted and started, a deleted one stopped and
+        /// removed. One status line per change.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: when a deleted library's plugin has running dependents,
+        /// stop them too instead of keeping it running.
+        #[arg(long, requires = "watch")]
+        cascade: bool,
+        /// With --watch: how long (milliseconds) a library file must stay
+        /// unchanged before it is loaded, reloaded or removed.
+        #[arg(long, value_name = "MS", requires = "watch", default_value_t = watch::DEFAULT_SETTLE.as_millis() as u64)]
+        settle_ms: u64,
         #[command(flatten)]
         safety: SafetyArgs,
         /// Plugin directories.
@@ -152,14 +166,28 @@ fn main() -> ExitCode {
         Command::Run {
             state_dir,
             once,
+            watch,
+            cascade,
+            settle_ms,
             safety,
             dirs,
         } => {
-            init_tracing("info");
+            if watch {
+                // Admitting a new file admits its directory again: the libraries
+                // already running are refused there as duplicates, which is
+                // expected, not worth a warning.
+                init_tracing("info,plugbay_host::manager::directory=error");
+            } else {
+                init_tracing("info");
+            }
             block_on(run::run(run::RunArgs {
                 dirs,
                 state_dir,
                 once,
+                watch: watch.then(|| watch::WatchOptions {
+                    cascade,
+                    settle: std::time::Duration::from_millis(settle_ms),
+                }),
                 safety,
             }))
         }

@@ -12,6 +12,8 @@ pub struct RunArgs {
     pub dirs: Vec<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub once: bool,
+    /// `--watch`: follow the plugin directories until stopped.
+    pub watch: Option<crate::watch::WatchOptions>,
     pub safety: SafetyArgs,
 }
 
@@ -61,7 +63,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         eprintln!(
             "plugin-host: running; press Ctrl-C (or send SIGTERM; Ctrl-Break on Windows) to stop"
         );
-        wait_for_stop().await;
+        match &args.watch {
+            Some(options) => {
+                crate::watch::watch(&manager, &args.dirs, options, wait_for_stop()).await
+            }
+            None => wait_for_stop().await,
+        }
     }
     stop_all(&manager).await;
     print_status(&manager, "stopped");

@@ -9,6 +9,8 @@ mod cli;
 #[cfg(unix)]
 mod cli_call;
 #[cfg(unix)]
+mod cli_watch;
+#[cfg(unix)]
 mod compat;
 #[cfg(unix)]
 mod crash;

@@ -1,0 +1,189 @@
+//! What a settled file change does to the running host.
+//!
+//! A file is matched to a plugin by the plugin's source path (the path the user
+//! placed the library at). A registered plugin's file that changed is reloaded;
+//! one that vanished is stopped and unregistered. A file no plugin comes from is
+//! admitted with its directory ([`PluginManager::load_directory`]: the libraries
+//! already registered are refused there as duplicates and left alone) and what
+//! got registered is started.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use plugbay_host::{Error, PluginManager, PluginSource, PluginSummary, UnloadOptions};
+
+use super::settle::Change;
+use super::status_problem;
+
+/// Applies settled changes to one manager.
+pub struct Applier<'a> {
+    manager: &'a PluginManager,
+    cascade: bool,
+}
+
+impl<'a> Applier<'a> {
+    /// Applies to `manager`; with `cascade`, removals stop the dependents too.
+    pub fn new(manager: &'a PluginManager, cascade: bool) -> Self {
+        Self { manager, cascade }
+    }
+
+    /// Applies the settled `changes` of `dir`, in order; new files last, all
+    /// admitted together.
+    pub async fn apply(&mut self, dir: &Path, changes: Vec<Change>) {
+        let mut admit = BTreeSet::new();
+        let mut vanished = Vec::new();
+        for change in changes {
+            let registered = self.registered(change.path());
+            match (change, registered) {
+                (Change::Vanished(path), Some(plugin)) => vanished.push((path, plugin)),
+                // A file that had been refused is gone: nothing runs from it.
+                (Change::Vanished(_), None) => {}
+                (Change::Appeared(path) | Change::Changed(path), Some(plugin)) => {
+                    self.reload(&path, &plugin).await
+                }
+                (Change::Appeared(path) | Change::Changed(path), None) => {
+                    admit.insert(path);
+                }
+            }
+        }
+        self.remove_all(vanished).await;
+        if !admit.is_empty() {
+            self.admit(dir, &admit).await;
+        }
+    }
+
+    /// Removes the plugins whose files vanished. A plugin held up by dependents
+    /// is tried again after the others (its dependents' files may have vanished
+    /// too), and refused only when no removal makes progress any more.
+    async fn remove_all(&mut self, mut vanished: Vec<(PathBuf, PluginSummary)>) {
+        loop {
+            let mut refused = Vec::new();
+            let before = vanished.len();
+            for (path, plugin) in vanished {
+                if let Err(dependents) = self.remove(&path, &plugin).await {
+                    refused.push((path, plugin, dependents));
+                }
+            }
+            if refused.len() == before {
+                for (path, plugin, dependents) in refused {
+                    status_problem(&format!(
+                        "kept {} {} running: {} was deleted, but {} depend{} on it \
+                         (run with --cascade to stop them with it)",
+                        plugin.info.name,
+                        plugin.info.version,
+                        path.display(),
+                        dependents.join(", "),
+                        if dependents.len() == 1 { "s" } else { "" }
+                    ));
+                }
+                return;
+            }
+            vanished = refused.into_iter().map(|(p, s, _)| (p, s)).collect();
+        }
+    }
+
+    /// The plugin registered from the library at `path`, if any.
+    fn registered(&self, path: &Path) -> Option<PluginSummary> {
+        self.manager
+            .plugins()
+            .into_iter()
+            .find(|p| matches!(&p.info.source, PluginSource::Library(source) if source == path))
+    }
+
+    /// The library of `plugin` at `path` changed.
+    async fn reload(&mut self, path: &Path, plugin: &PluginSummary) {
+        println!(
+            "watch: {} changed; {} {} keeps running (reloading is not available in this build)",
+            path.display(),
+            plugin.info.name,
+            plugin.info.version
+        );
+    }
+
+    /// The library of `plugin` at `path` was deleted: stop it (and, with
+    /// `cascade`, what depends on it) and forget it. Without `cascade`, refused
+    /// while dependents hold it up: returns their names.
+    async fn remove(&mut self, path: &Path, plugin: &PluginSummary) -> Result<(), Vec<String>> {
+        let (name, version) = (&plugin.info.name, &plugin.info.version);
+        let active_before = self.active_names();
+        let options = UnloadOptions {
+            cascade: self.cascade,
+        };
+        match self.manager.unload_plugin_with(plugin.id, options).await {
+            Ok(()) => {}
+            Err(Error::InUse { dependents, .. }) => return Err(dependents),
+            Err(e) => status_problem(&format!(
+                "{} was deleted; {name} {version} did not stop cleanly: {e}",
+                path.display()
+            )),
+        }
+        let active_after = self.active_names();
+        for stopped in active_before.difference(&active_after) {
+            if stopped != name {
+                println!("watch: stopped {stopped} (it depends on {name})");
+            }
+        }
+        match self.manager.unregister_plugin(plugin.id).await {
+            Ok(()) => println!(
+                "watch: removed {name} {version} ({} was deleted)",
+                path.display()
+            ),
+            Err(e) => status_problem(&format!(
+                "{} was deleted, but {name} {version} could not be removed: {e}",
+                path.display()
+            )),
+        }
+        Ok(())
+    }
+
+    /// Admits the new files `paths` of `dir` and starts what got registered.
+    async fn admit(&mut self, dir: &Path, paths: &BTreeSet<PathBuf>) {
+        let report = match self.manager.load_directory(dir).await {
+            Ok(report) => report,
+            Err(e) => {
+                for path in paths {
+                    status_problem(&format!("cannot admit {}: {e}", path.display()));
+                }
+                return;
+            }
+        };
+        for (path, e) in &report.failed {
+            // The directory's other libraries are refused as duplicates of
+            // themselves, or were refused before and have not changed.
+            if paths.contains(path) {
+                status_problem(&format!("refused {}: {e}", path.display()));
+            }
+        }
+        // Everything registered here is new: a file just written, or one refused
+        // before that is admissible now (its duplicate went away).
+        for library in report.registered {
+            let version = self
+                .manager
+                .get_plugin_by_id(library.id)
+                .map(|p| p.info().version.to_string())
+                .unwrap_or_default();
+            match self.manager.load_plugin(library.id).await {
+                Ok(()) => println!(
+                    "watch: added {} {version} ({}): active",
+                    library.name,
+                    library.path.display()
+                ),
+                Err(e) => status_problem(&format!(
+                    "added {} {version} ({}), but it did not start: {e}",
+                    library.name,
+                    library.path.display()
+                )),
+            }
+        }
+    }
+
+    /// The names of the plugins that are Active now.
+    fn active_names(&self) -> BTreeSet<String> {
+        self.manager
+            .plugins()
+            .into_iter()
+            .filter(|p| p.state.is_active())
+            .map(|p| p.info.name)
+            .collect()
+    }
+}

@@ -374,6 +374,105 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    // ----- hot reload -----
+    /// A reload failed at `step`; the version that ran before it was kept (or
+    /// restored, with the state it saved) and serves again.
+    #[error(
+        "reload of plugin `{plugin}` failed at step `{step}`: {cause}; \
+         version {running} kept serving"
+    )]
+    ReloadFailed {
+        /// The plugin.
+        plugin: String,
+        /// The step that failed.
+        step: crate::manager::ReloadStep,
+        /// Why it failed.
+        cause: Box<Error>,
+        /// The version serving afterwards (the one that ran before).
+        running: String,
+    },
+
+    /// A reload failed and restoring the version that ran before failed too:
+    /// the plugin is `Failed` (loading it again retries with the current file).
+    #[error(
+        "reload of plugin `{plugin}` failed at step `{step}`: {cause}; restoring version \
+         {version} failed too: {rollback}; the plugin is failed, load it again"
+    )]
+    ReloadRollbackFailed {
+        /// The plugin.
+        plugin: String,
+        /// The step that failed.
+        step: crate::manager::ReloadStep,
+        /// Why it failed.
+        cause: Box<Error>,
+        /// The version that could not be restored.
+        version: String,
+        /// Why restoring it failed.
+        rollback: Box<Error>,
+    },
+
+    /// The new version does not satisfy what running dependents require.
+    #[error(
+        "reload of plugin `{plugin}` to version {version} refused: running dependents \
+         require another version: {}; reload with cascade to restart them",
+        dependents.join(", ")
+    )]
+    ReloadBreaksDependents {
+        /// The plugin.
+        plugin: String,
+        /// The version the new file has.
+        version: String,
+        /// Each dependent with its requirement (`greeter (requires ^1.0)`), sorted.
+        dependents: Vec<String>,
+    },
+
+    /// Another reload of the same plugin is under way.
+    #[error("plugin `{plugin}` is already being reloaded; wait for that reload to finish")]
+    ReloadInProgress {
+        /// The plugin.
+        plugin: String,
+    },
+
+    /// A reload was asked for while the manager unloads every plugin.
+    #[error("cannot reload plugin `{plugin}`: the manager is unloading all plugins")]
+    ReloadDuringShutdown {
+        /// The plugin.
+        plugin: String,
+    },
+
+    /// A reload cannot start: the plugin has no library file to reload from, or
+    /// the replacement is not the same plugin.
+    #[error("cannot reload plugin `{plugin}`: {reason}")]
+    ReloadRefused {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A reload's swap did not finish within the reload timeout.
+    #[error(
+        "reload of plugin `{plugin}` did not finish within {after:?} \
+         (raise the reload timeout if the plugin is just slow)"
+    )]
+    ReloadTimeout {
+        /// The plugin.
+        plugin: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
+    /// A call waited for a reload of its plugin longer than the reload timeout.
+    #[error(
+        "a call into plugin `{plugin}` waited {waited:?} for its reload to finish and gave up"
+    )]
+    ReloadWaitTimeout {
+        /// The plugin.
+        plugin: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+
     // ----- run time -----
     /// The plugin died on its own while running (its process crashed, exited,
     /// overstayed a deadline or went over a limit); see [`crate::CrashReport`].

@@ -396,6 +396,14 @@ impl EventBus {
     }
 }
 
+impl EventBus {
+    /// Publishes a reload event (`plugbay.plugin.reload_started`, ...) from
+    /// source [`LIFECYCLE_SOURCE`], like the lifecycle events.
+    pub(crate) fn reload(&self, name: &str, payload: Value) {
+        self.publish_checked(LIFECYCLE_SOURCE, name, payload);
+    }
+}
+
 fn pattern_text(pattern: &Pattern) -> String {
     match pattern {
         Pattern::Exact(s) => s.clone(),

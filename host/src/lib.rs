@@ -141,8 +141,9 @@ pub use info::{DependencySpec, PluginInfo, PluginSource};
 pub use loader::LoadedLibrary;
 pub use manager::{
     BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, ManagerConfigBuilder,
-    PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, Target,
-    UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
+    PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, ReloadEvent,
+    ReloadOptions, ReloadOutcome, ReloadStep, Target, UnloadOptions, DEFAULT_MAX_PARALLEL,
+    DEFAULT_PHASE_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RETAINED_IMAGES_WARNING,
 };
 /// The interface crate's types that appear in this API (the [`Plugin`] trait's
 /// errors, [`PluginContext::log`]'s levels, [`Error::PluginFailed`]'s kind), so an

@@ -82,6 +82,8 @@ pub const ALL_TEST_LIBRARIES: &[&str] = &[
     "fixture-calls",
     "fixture-errors",
     "fixture-services",
+    "fixture-counter-next",
+    "fixture-counter-major",
 ];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:

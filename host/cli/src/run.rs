@@ -109,6 +109,10 @@ fn print_status(manager: &PluginManager, heading: &str) {
             p.state.name()
         );
     }
+    let retained = manager.retained_images();
+    if retained > 0 {
+        println!("retained images: {retained} (library images kept mapped by reloads)");
+    }
 }
 
 /// Waits for a stop request: Ctrl-C or SIGTERM on Unix; Ctrl-C or Ctrl-Break

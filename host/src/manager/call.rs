@@ -23,7 +23,9 @@ impl Inner {
     /// chain; empty for the embedder).
     ///
     /// Takes no lifecycle lock: the call gate admits it only while the plugin is
-    /// Active, and the plugin's shutdown waits for it. A plugin already on
+    /// Active, and the plugin's shutdown waits for it. While a reload swaps the
+    /// plugin the call waits (at most the reload timeout) and then runs in the
+    /// new (or, after a rollback, the old) version. A plugin already on
     /// `chain` is refused ([`crate::Error::ReentrantCall`]).
     pub(crate) async fn call_slot(
         &self,
@@ -33,7 +35,7 @@ impl Inner {
         args: Value,
     ) -> Result<Value> {
         let chain = chain.enter(&slot.name)?;
-        let _admitted = slot.enter_call()?;
+        let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
         run_call(&slot.name, method, slot.plugin.call(ctx, method, args)).await
     }
@@ -47,7 +49,7 @@ impl Inner {
         args: &str,
     ) -> Result<String> {
         let chain = chain.enter(&slot.name)?;
-        let _admitted = slot.enter_call()?;
+        let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
         run_call(&slot.name, method, slot.plugin.call_json(ctx, method, args)).await
     }

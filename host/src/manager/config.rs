@@ -12,6 +12,14 @@ use crate::safety::SafetyConfig;
 /// The default deadline for one plugin's `initialize` and for its `shutdown`.
 pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default deadline for one reload's swap (drain, save, shutdown, restore,
+/// initialize) and for a call waiting for it.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default number of library images kept mapped by reloads, manager-wide,
+/// past which each reload logs a warning.
+pub const DEFAULT_RETAINED_IMAGES_WARNING: usize = 64;
+
 /// The default number of plugins `load_all_plugins` initializes at once.
 pub const DEFAULT_MAX_PARALLEL: usize = 16;
 
@@ -30,6 +38,8 @@ pub struct ManagerConfig {
     plugin_config: HashMap<String, Value>,
     event_capacity: usize,
     safety: SafetyConfig,
+    reload_timeout: Duration,
+    retained_images_warning: usize,
 }
 
 impl Default for ManagerConfig {
@@ -46,6 +56,8 @@ impl Default for ManagerConfig {
             plugin_config: HashMap::new(),
             event_capacity: 1024,
             safety: SafetyConfig::defaults(),
+            reload_timeout: DEFAULT_RELOAD_TIMEOUT,
+            retained_images_warning: DEFAULT_RETAINED_IMAGES_WARNING,
         }
     }
 }
@@ -126,6 +138,22 @@ impl ManagerConfig {
     pub fn event_capacity(&self) -> usize {
         self.event_capacity
     }
+
+    /// The deadline for one reload's swap (draining calls, saving the old
+    /// version's state, its shutdown, restoring the state into the new version,
+    /// its initialize), and the longest a call waits for a reload to finish.
+    /// Past it the reload rolls back ([`crate::PluginManager::reload_plugin`]).
+    pub fn reload_timeout(&self) -> Duration {
+        self.reload_timeout
+    }
+
+    /// How many library images kept mapped by reloads (over all plugins) the
+    /// manager accepts before each further reload logs a warning. Every reload
+    /// that maps new code keeps the previous image mapped (libraries are never
+    /// unloaded); see [`crate::PluginManager::retained_images`].
+    pub fn retained_images_warning(&self) -> usize {
+        self.retained_images_warning
+    }
 }
 
 /// Builds a [`ManagerConfig`]; [`ManagerConfigBuilder::build`] checks it.
@@ -204,6 +232,18 @@ impl ManagerConfigBuilder {
         self
     }
 
+    /// Sets the deadline of a reload's swap (and of calls waiting for it).
+    pub fn reload_timeout(mut self, timeout: Duration) -> Self {
+        self.config.reload_timeout = timeout;
+        self
+    }
+
+    /// Sets how many retained library images (manager-wide) make reloads warn.
+    pub fn retained_images_warning(mut self, images: usize) -> Self {
+        self.config.retained_images_warning = images;
+        self
+    }
+
     /// Checks the values and returns the configuration, or [`Error::Config`]
     /// naming the bad setting.
     pub fn build(self) -> Result<ManagerConfig> {
@@ -216,6 +256,11 @@ impl ManagerConfigBuilder {
         if c.shutdown_timeout.is_zero() {
             return Err(Error::Config(
                 "the shutdown timeout must be longer than zero".into(),
+            ));
+        }
+        if c.reload_timeout.is_zero() {
+            return Err(Error::Config(
+                "the reload timeout must be longer than zero".into(),
             ));
         }
         if c.max_parallel == 0 {

@@ -73,8 +73,20 @@ impl PluginManager {
         for library in admission.libraries {
             let path = library.path.clone();
             let name = library.info.name.clone();
+            let content_id = admission
+                .report
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .and_then(|f| f.content_id.clone());
             match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
-                Ok(id) => report.registered.push(RegisteredLibrary { path, name, id }),
+                Ok(id) => {
+                    if let (Some(content_id), Ok(slot)) = (content_id, self.inner.slot(id)) {
+                        // What a reload compares a new file with (identical: a no-op).
+                        slot.plugin.set_current_image(&content_id);
+                    }
+                    report.registered.push(RegisteredLibrary { path, name, id })
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "plugin library not registered");
                     report.failed.push((path, e));

@@ -6,14 +6,19 @@
 //! critical section of [`Gate::cell`]:
 //!
 //! - a call is admitted only while the state is `Active`, and counted in the
-//!   same step ([`Gate::enter_call`]);
+//!   same step ([`Gate::admit`]);
 //! - a shutdown closes the gate (`Active → ShuttingDown`) only when no
 //!   dependent holds the plugin up, in the same step ([`Gate::write_transition`]);
 //! - a dependent holds the plugin up only while it is `Active`, recorded in the
 //!   same step ([`Gate::acquire_user`]);
 //! - the last admitted call to finish wakes the shutdown waiting for the drain,
 //!   and the shutdown registers for that wake-up before it checks the count
-//!   ([`Gate::drain_calls`]), so the wake-up cannot be lost.
+//!   ([`Gate::drain_calls`]), so the wake-up cannot be lost;
+//! - a reload *holds* the gate ([`Gate::hold`]) only while the plugin is
+//!   `Active`: from then on a call is neither admitted nor refused but told to
+//!   wait ([`Admission::Held`]); the caller listens for the reopening before it
+//!   asks again ([`Gate::listen_reopen`]), and [`Gate::release_hold`] wakes every
+//!   waiting caller after it cleared the flag, so no caller waits past the reopening.
 //!
 //! The primitives come from the small [`sync`] shim: `parking_lot` and tokio's
 //! `Notify` in normal builds, loom's in the model checker (`--cfg plugbay_loom`,
@@ -139,6 +144,17 @@ pub(crate) struct Gate {
     cell: Mutex<Cell>,
     /// Wakes a shutdown waiting for the in-flight calls to drain. Not a lock.
     drained: Signal,
+    /// Wakes the calls waiting for a reload to reopen the gate. Not a lock.
+    reopened: Signal,
+}
+
+/// What the gate says to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Admitted and counted: end it with [`Gate::exit_call`].
+    Admitted,
+    /// A reload holds the gate: not counted; wait for the reopening and ask again.
+    Held,
 }
 
 /// The mutable part of a [`Gate`], behind `Gate::cell`.
@@ -153,6 +169,8 @@ struct Cell {
     holds: Vec<Arc<Slot>>,
     /// Set once the plugin is unregistered; every later operation sees `NotFound`.
     removed: bool,
+    /// Set while a reload swaps the plugin: calls wait instead of entering.
+    held: bool,
 }
 
 impl Gate {
@@ -165,8 +183,10 @@ impl Gate {
                 users: BTreeMap::new(),
                 holds: Vec::new(),
                 removed: false,
+                held: false,
             }),
             drained: Signal::default(),
+            reopened: Signal::default(),
         }
     }
 
@@ -195,7 +215,10 @@ impl Gate {
                 to: to.name().to_owned(),
             });
         }
-        if cell.state.is_active() && !cell.users.is_empty() {
+        // A plugin that failed (a reload's rollback failed) serves nobody:
+        // its dependents cannot hold it up.
+        if cell.state.is_active() && !matches!(to, PluginState::Failed(_)) && !cell.users.is_empty()
+        {
             return Err(Error::InUse {
                 plugin: plugin.to_owned(),
                 dependents: sorted_names(&cell.users),
@@ -243,9 +266,10 @@ impl Gate {
         std::mem::take(&mut self.cell.lock().holds)
     }
 
-    /// Admits one call if the plugin is Active, counting it in the same step.
-    /// Every admitted call must be ended with [`Gate::exit_call`].
-    pub(crate) fn enter_call(&self, plugin: &str) -> Result<()> {
+    /// Admits one call if the plugin is Active and its gate is not held by a
+    /// reload, counting it in the same step. Every admitted call must be ended
+    /// with [`Gate::exit_call`]; a held one is not counted.
+    pub(crate) fn admit(&self, plugin: &str) -> Result<Admission> {
         let mut cell = self.cell.lock();
         if cell.removed {
             return Err(Error::NotFoundByName(plugin.to_owned()));
@@ -256,8 +280,46 @@ impl Gate {
                 state: cell.state.to_string(),
             });
         }
+        if cell.held {
+            return Ok(Admission::Held);
+        }
         cell.in_flight += 1;
+        Ok(Admission::Admitted)
+    }
+
+    /// Registers interest in the next reopening: a [`Gate::release_hold`] after
+    /// this returns wakes the listener. Listen first, then [`Gate::admit`].
+    pub(crate) fn listen_reopen(&self) -> sync::Listener<'_> {
+        self.reopened.listen()
+    }
+
+    /// Holds the gate for a reload: new calls wait, admitted ones go on (drain
+    /// them with [`Gate::drain_calls`]). Only while the plugin is Active and
+    /// registered; refused with [`Error::ReloadInProgress`] if already held.
+    pub(crate) fn hold(&self, plugin: &str) -> Result<()> {
+        let mut cell = self.cell.lock();
+        if cell.removed {
+            return Err(Error::NotFoundByName(plugin.to_owned()));
+        }
+        if !cell.state.is_active() {
+            return Err(Error::NotActive {
+                plugin: plugin.to_owned(),
+                state: cell.state.to_string(),
+            });
+        }
+        if cell.held {
+            return Err(Error::ReloadInProgress {
+                plugin: plugin.to_owned(),
+            });
+        }
+        cell.held = true;
         Ok(())
+    }
+
+    /// Reopens a held gate and wakes every call waiting for it.
+    pub(crate) fn release_hold(&self) {
+        self.cell.lock().held = false;
+        self.reopened.wake_all();
     }
 
     /// Ends one admitted call; the last one wakes a waiting shutdown.
@@ -322,11 +384,11 @@ mod tests {
     #[tokio::test]
     async fn the_gate_admits_only_while_active_and_holds_refuse_a_shutdown() {
         let gate = Gate::new();
-        assert!(matches!(gate.enter_call("p"), Err(Error::NotActive { .. })));
+        assert!(matches!(gate.admit("p"), Err(Error::NotActive { .. })));
         gate.write_transition("p", PluginState::Initializing)
             .unwrap();
         gate.write_transition("p", PluginState::Active).unwrap();
-        gate.enter_call("p").unwrap();
+        assert_eq!(gate.admit("p").unwrap(), Admission::Admitted);
         let dependent = Uuid::from_u128(7);
         gate.acquire_user(dependent, "d").unwrap();
         let refused = gate
@@ -346,7 +408,7 @@ mod tests {
                 .unwrap(),
             PluginState::Active
         );
-        assert!(matches!(gate.enter_call("p"), Err(Error::NotActive { .. })));
+        assert!(matches!(gate.admit("p"), Err(Error::NotActive { .. })));
         assert_eq!(
             gate.acquire_user(dependent, "d"),
             Err(PluginState::ShuttingDown)
@@ -357,6 +419,44 @@ mod tests {
         assert!(futures::poll!(drain.as_mut()).is_pending());
         gate.exit_call();
         drain.await;
+    }
+}
+
+#[cfg(all(test, not(plugbay_loom)))]
+mod hold_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_gate_tells_calls_to_wait_and_the_release_wakes_them() {
+        let gate = Gate::new();
+        assert!(matches!(gate.hold("p"), Err(Error::NotActive { .. })));
+        gate.write_transition("p", PluginState::Initializing)
+            .unwrap();
+        gate.write_transition("p", PluginState::Active).unwrap();
+        assert_eq!(gate.admit("p"), Ok(Admission::Admitted));
+        gate.hold("p").unwrap();
+        assert!(matches!(
+            gate.hold("p"),
+            Err(Error::ReloadInProgress { .. })
+        ));
+        let reopened = gate.listen_reopen();
+        assert_eq!(
+            gate.admit("p"),
+            Ok(Admission::Held),
+            "not admitted, not refused"
+        );
+        let wait = reopened.wait();
+        tokio::pin!(wait);
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        // The call admitted before the hold keeps the drain waiting.
+        let drain = gate.drain_calls();
+        tokio::pin!(drain);
+        assert!(futures::poll!(drain.as_mut()).is_pending());
+        gate.exit_call();
+        drain.await;
+        gate.release_hold();
+        wait.await;
+        assert_eq!(gate.admit("p"), Ok(Admission::Admitted));
     }
 }
 
@@ -397,7 +497,7 @@ mod loom_model {
                         Arc::clone(&drained),
                     );
                     thread::spawn(move || {
-                        if gate.enter_call("p").is_ok() {
+                        if gate.admit("p") == Ok(Admission::Admitted) {
                             running.fetch_add(1, SeqCst);
                             assert!(
                                 !drained.load(SeqCst),
@@ -414,10 +514,58 @@ mod loom_model {
             loom::future::block_on(gate.drain_calls());
             assert_eq!(running.load(SeqCst), 0, "the drain returned under a call");
             drained.store(true, SeqCst);
-            assert!(
-                gate.enter_call("p").is_err(),
-                "admitted after shutdown began"
+            assert!(gate.admit("p").is_err(), "admitted after shutdown began");
+            for caller in callers {
+                caller.join().expect("caller thread");
+            }
+        });
+    }
+
+    /// Two callers race a reload: the reload holds the gate, drains the calls
+    /// already admitted, swaps (no call may run meanwhile) and reopens. Every
+    /// caller that found the gate held waits and is admitted after the
+    /// reopening (loom reports a deadlock for a lost wake-up); none is refused,
+    /// and none runs during the swap.
+    #[test]
+    fn reload_holds_calls_and_admits_them_after_the_swap() {
+        loom::model(|| {
+            let gate = Arc::new(active_gate());
+            let running = Arc::new(AtomicUsize::new(0));
+            let swapping = Arc::new(AtomicBool::new(false));
+            let callers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (gate, running, swapping) = (
+                        Arc::clone(&gate),
+                        Arc::clone(&running),
+                        Arc::clone(&swapping),
+                    );
+                    thread::spawn(move || loop {
+                        let reopened = gate.listen_reopen();
+                        match gate.admit("p") {
+                            Ok(Admission::Admitted) => {
+                                running.fetch_add(1, SeqCst);
+                                assert!(!swapping.load(SeqCst), "a call runs during the swap");
+                                running.fetch_sub(1, SeqCst);
+                                gate.exit_call();
+                                return;
+                            }
+                            Ok(Admission::Held) => loom::future::block_on(reopened.wait()),
+                            Err(e) => panic!("a call was refused during a reload: {e:?}"),
+                        }
+                    })
+                })
+                .collect();
+            gate.hold("p").expect("an active gate can be held");
+            loom::future::block_on(gate.drain_calls());
+            swapping.store(true, SeqCst);
+            assert_eq!(running.load(SeqCst), 0, "the drain returned under a call");
+            assert_eq!(
+                gate.admit("p"),
+                Ok(Admission::Held),
+                "admitted during the swap"
             );
+            swapping.store(false, SeqCst);
+            gate.release_hold();
             for caller in callers {
                 caller.join().expect("caller thread");
             }

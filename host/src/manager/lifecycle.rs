@@ -7,6 +7,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use super::registry::Slot;
+use super::reload::ReloadEvent;
 use super::Inner;
 use crate::error::{Error, Result};
 
@@ -89,6 +90,8 @@ impl PluginState {
             (Registered | Unloaded | Failed(_), Initializing) => true,
             (Initializing, Active | Failed(_)) => true,
             (Active, ShuttingDown) => true,
+            // A reload whose rollback failed: neither version runs.
+            (Active, Failed(_)) => true,
             (ShuttingDown, Unloaded | Failed(_)) => true,
             // Blocked by a failed dependency: no plugin code runs.
             (Registered | Unloaded | Failed(_), Failed(_)) => true,
@@ -122,6 +125,10 @@ pub struct LifecycleEvent {
     pub from: PluginState,
     /// The state after.
     pub to: PluginState,
+    /// For a reload's events (started, succeeded, rolled back): what happened.
+    /// `from` and `to` are then both the plugin's current state (a reload
+    /// keeps it `Active`). `None` for a state change.
+    pub reload: Option<ReloadEvent>,
 }
 
 impl Inner {
@@ -144,6 +151,7 @@ impl Inner {
             name: slot.name.clone(),
             from: from.clone(),
             to,
+            reload: None,
         });
         Ok(from)
     }
@@ -184,6 +192,7 @@ mod tests {
                 ("initializing", "active"),
                 ("initializing", "failed"),
                 ("active", "shutting_down"),
+                ("active", "failed"),
                 ("shutting_down", "unloaded"),
                 ("shutting_down", "failed"),
                 ("unloaded", "initializing"),

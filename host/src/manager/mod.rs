@@ -15,9 +15,11 @@ mod gate;
 mod lifecycle;
 mod load;
 mod persistence;
+mod plugin_cell;
 mod plugin_code;
 mod reentry;
 mod registry;
+mod reload;
 mod schedule;
 mod services;
 mod tasks;
@@ -25,6 +27,7 @@ mod unload;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
@@ -35,9 +38,11 @@ use uuid::Uuid;
 pub use batch_report::{BatchReport, PluginOutcome};
 pub use config::{
     ManagerConfig, ManagerConfigBuilder, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT,
+    DEFAULT_RELOAD_TIMEOUT, DEFAULT_RETAINED_IMAGES_WARNING,
 };
 pub use directory::{DirectoryReport, RegisteredLibrary};
 pub use lifecycle::{LifecycleEvent, PluginState};
+pub use reload::{ReloadEvent, ReloadOptions, ReloadOutcome, ReloadStep};
 
 use crate::context::{CallChain, HostServices, PluginContext};
 use crate::error::{Error, Result};
@@ -102,6 +107,9 @@ pub struct PluginSummary {
     pub state: PluginState,
     /// Dependents currently holding it up (they are not idle), sorted.
     pub dependents: Vec<String>,
+    /// Library images of this plugin that reloads keep mapped beside the one
+    /// in use (see [`PluginManager::reload_plugin`]).
+    pub retained_images: usize,
 }
 
 impl PluginSummary {
@@ -146,6 +154,9 @@ pub(crate) struct Inner {
     /// so no plugin runs, and later overwrites, without its saved state).
     /// Not a lock; the state manager's own locks are documented in `state/`.
     state: Option<std::result::Result<Arc<PluginStateManager>, Error>>,
+    /// How many `unload_all_plugins` are running; reloads are refused meanwhile.
+    /// Atomic, not a lock.
+    unloading_all: AtomicUsize,
 }
 
 impl Inner {
@@ -218,6 +229,7 @@ impl PluginManager {
             bus: Arc::new(EventBus::new()),
             services: Arc::new(ManagerServices::new(weak.clone())),
             state,
+            unloading_all: AtomicUsize::new(0),
         });
         Self { inner }
     }
@@ -362,9 +374,14 @@ impl PluginManager {
     /// ones in parallel. Returns each plugin's outcome.
     pub async fn unload_all_plugins(&self) -> BatchReport {
         let inner = Arc::clone(&self.inner);
-        tasks::joined(tasks::spawn(
-            async move { schedule::unload_all(&inner).await },
-        ))
+        // Counted before the task starts, so a reload asked for after this
+        // call began is refused.
+        inner.unloading_all.fetch_add(1, Ordering::AcqRel);
+        tasks::joined(tasks::spawn(async move {
+            let report = schedule::unload_all(&inner).await;
+            inner.unloading_all.fetch_sub(1, Ordering::AcqRel);
+            report
+        }))
         .await
     }
 
@@ -431,6 +448,7 @@ impl PluginManager {
                 info: s.plugin.info().clone(),
                 state: s.state(),
                 dependents: s.users(),
+                retained_images: s.plugin.retained_images(),
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -16,8 +17,9 @@ use plugbay_api::PluginError;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::gate::Gate;
+use super::gate::{Admission, Gate};
 use super::lifecycle::PluginState;
+use super::plugin_cell::PluginCell;
 use crate::call_policy::CallPath;
 use crate::context::PluginContext;
 use crate::error::{Error, Result};
@@ -30,8 +32,9 @@ pub(crate) struct Slot {
     pub(crate) id: Uuid,
     /// The plugin's name (fixed; copied from its info).
     pub(crate) name: String,
-    /// The plugin itself.
-    pub(crate) plugin: Arc<dyn Plugin>,
+    /// The plugin itself: the current object, swapped by a reload (derefs to
+    /// it; see [`PluginCell`]).
+    pub(crate) plugin: PluginCell,
     /// Where it came from, for error messages (`/path/libx.so (x 1.0.0)`).
     pub(crate) source: String,
     /// Registration order, for stable listings.
@@ -47,6 +50,10 @@ pub(crate) struct Slot {
     /// (they go through the call gate), so a callback into a plugin that is
     /// mid-transition cannot wait on it.
     pub(crate) lifecycle: tokio::sync::Mutex<()>,
+    /// Set while a reload of this plugin is under way (from its admission to
+    /// its end), so a second one is refused instead of interleaving. Atomic,
+    /// not a lock.
+    pub(crate) reloading: AtomicBool,
 }
 
 impl Slot {
@@ -71,12 +78,37 @@ impl Slot {
     }
 
     /// Admits one call if the plugin is Active; the returned guard keeps the
-    /// shutdown waiting until it is dropped.
-    pub(crate) fn enter_call(self: &Arc<Self>) -> Result<CallGuard> {
-        self.gate.enter_call(&self.name)?;
+    /// shutdown (or a reload's drain) waiting until it is dropped. While a
+    /// reload holds the gate the call waits for it to reopen, at most `wait`
+    /// ([`Error::ReloadWaitTimeout`] after that).
+    pub(crate) async fn enter_call(self: &Arc<Self>, wait: Duration) -> Result<CallGuard> {
+        if self.gate.admit(&self.name)? == Admission::Held {
+            self.wait_for_reopen(wait).await?;
+        }
         Ok(CallGuard {
             slot: Arc::clone(self),
         })
+    }
+
+    /// The slow path of [`Slot::enter_call`]: the gate is held by a reload.
+    async fn wait_for_reopen(&self, wait: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Listen before checking, so a reopening in between is not lost.
+            let reopened = self.gate.listen_reopen();
+            if self.gate.admit(&self.name)? == Admission::Admitted {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, reopened.wait())
+                .await
+                .is_err()
+            {
+                return Err(Error::ReloadWaitTimeout {
+                    plugin: self.name.clone(),
+                    waited: wait,
+                });
+            }
+        }
     }
 }
 
@@ -158,26 +190,27 @@ impl Entry {
         let shard = SHARD.with(|s| *s);
         let handle = self.handles[shard].get_or_init(|| {
             Arc::new(Handle {
-                plugin: Arc::clone(&slot.plugin),
+                slot: Arc::clone(slot),
             })
         });
         Some(Arc::clone(handle) as Arc<dyn Plugin>)
     }
 }
 
-/// A plugin as lookups return it: forwards every method to the plugin. Aligned
-/// to 128 bytes so its reference count (in front of it in the `Arc`) shares a
-/// cache line (or an adjacent-line prefetch pair) with nothing else.
+/// A plugin as lookups return it: forwards every method to the slot's current
+/// plugin object, so a handle looked up before a reload reaches the new one
+/// after it. Aligned to 128 bytes so its reference count (in front of it in the
+/// `Arc`) shares a cache line (or an adjacent-line prefetch pair) with nothing else.
 #[repr(align(128))]
 struct Handle {
-    plugin: Arc<dyn Plugin>,
+    slot: Arc<Slot>,
 }
 
 // Written out instead of `#[async_trait]` so each method hands back the
 // plugin's own boxed future instead of boxing a second one around it.
 impl Plugin for Handle {
     fn info(&self) -> &PluginInfo {
-        self.plugin.info()
+        self.slot.plugin.info()
     }
 
     fn initialize<'life0, 'async_trait>(
@@ -188,7 +221,7 @@ impl Plugin for Handle {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.initialize(ctx)
+        self.slot.plugin.initialize(ctx)
     }
 
     fn shutdown<'life0, 'async_trait>(
@@ -199,7 +232,7 @@ impl Plugin for Handle {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.shutdown(ctx)
+        self.slot.plugin.shutdown(ctx)
     }
 
     fn save_state<'life0, 'async_trait>(
@@ -209,7 +242,7 @@ impl Plugin for Handle {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.save_state()
+        self.slot.plugin.save_state()
     }
 
     fn load_state<'life0, 'life1, 'async_trait>(
@@ -222,7 +255,7 @@ impl Plugin for Handle {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.load_state(state, saved_by_version)
+        self.slot.plugin.load_state(state, saved_by_version)
     }
 
     fn call<'life0, 'life1, 'async_trait>(
@@ -236,7 +269,7 @@ impl Plugin for Handle {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.call(ctx, method, args)
+        self.slot.plugin.call(ctx, method, args)
     }
 
     fn call_json<'life0, 'life1, 'life2, 'async_trait>(
@@ -251,15 +284,15 @@ impl Plugin for Handle {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        self.plugin.call_json(ctx, method, args)
+        self.slot.plugin.call_json(ctx, method, args)
     }
 
     fn call_path(&self) -> Option<CallPath> {
-        self.plugin.call_path()
+        self.slot.plugin.call_path()
     }
 
     fn crash_signal(&self) -> Option<crate::crash::CrashSignal> {
-        self.plugin.crash_signal()
+        self.slot.plugin.crash_signal()
     }
 }
 
@@ -323,11 +356,12 @@ impl Registry {
         let slot = Arc::new(Slot {
             id: Uuid::new_v4(),
             name: name.clone(),
-            plugin,
+            plugin: PluginCell::new(plugin),
             source,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             gate: Gate::new(),
             lifecycle: tokio::sync::Mutex::new(()),
+            reloading: AtomicBool::new(false),
         });
         let entry = Entry {
             slot: Arc::clone(&slot),

@@ -62,6 +62,27 @@ pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Resul
         .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
 }
 
+/// Admits one library file (not a directory): the same checks, shadow copy,
+/// probe (or cache) and opening as [`admit_dirs`], on a dedicated thread at
+/// background priority. Its directory is checked like a plugin directory. For
+/// a reload of a running plugin from a new file.
+pub(crate) async fn admit_file_async(file: PathBuf, config: SafetyConfig) -> Result<Admission> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-admission".into())
+        .spawn(move || {
+            crate::platform::lower_current_thread();
+            let _ = tx.send(Pipeline::new(&config, true).and_then(|p| p.run_file(&file)));
+        });
+    if let Err(e) = spawned {
+        return Err(Error::Config(format!(
+            "cannot start the admission thread: {e}"
+        )));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
+}
+
 /// A file whose bytes are in the shadow dir and whose verdict is not known yet.
 struct Copied {
     candidate: Candidate,
@@ -140,6 +161,27 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
+        self.finish()
+    }
+
+    /// Admits the one library `file`; its directory is checked like a plugin
+    /// directory.
+    fn run_file(mut self, file: &Path) -> Result<Admission> {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        match permissions::check_dir(dir, self.config) {
+            Err(e) => self.push_failed(file, e),
+            Ok(canonical_dir) => {
+                self.admission.report.files.push(FileReport::new(file));
+                if let Err(e) = self.admit_one(0, file, &canonical_dir) {
+                    self.admission.report.files[0].fail(e);
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Waits for the probe and the opener, then reports.
+    fn finish(mut self) -> Result<Admission> {
         if let Some(worker) = self.worker.take() {
             let (rest, started) = worker.finish();
             self.admission.report.probe_processes_started = started;

@@ -1,5 +1,6 @@
 //! `counter`: a plugin with persistent state. It counts how many times it has been
-//! initialized, across host runs, and exposes `get` and `increment`. Each
+//! initialized, across host runs, and exposes `get`, `increment` and `version`
+//! (the version of the code answering, which a reload changes). Each
 //! increment publishes the event `counter.changed` (`{"value": N}`) when the host
 //! offers events.
 
@@ -55,6 +56,7 @@ impl Plugin for Counter {
                 }
                 Ok(json!(self.value))
             }
+            "version" => Ok(json!(env!("CARGO_PKG_VERSION"))),
             _ => Err(PluginError::unknown_method(method)),
         }
     }
@@ -81,6 +83,7 @@ mod tests {
             json!({ "initializations": 1, "value": 2 })
         );
         assert_eq!(host.log_messages(), ["initialized 1 time(s)"]);
+        assert_eq!(counter.call("version", json!({})).unwrap(), json!("1.0.0"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod loading;
 mod manager_lifecycle;
 mod manager_state;
 mod reentrancy;
+mod reload;
 #[cfg(unix)]
 mod safety;
 #[cfg(unix)]

@@ -10,7 +10,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use plugbay_host::{Error, PluginManager, PluginSource, PluginSummary, UnloadOptions};
+use plugbay_host::{
+    Error, PluginManager, PluginSource, PluginSummary, ReloadOptions, UnloadOptions,
+};
 
 use super::settle::Change;
 use super::status_problem;
@@ -90,14 +92,66 @@ impl<'a> Applier<'a> {
             .find(|p| matches!(&p.info.source, PluginSource::Library(source) if source == path))
     }
 
-    /// The library of `plugin` at `path` changed.
+    /// The library of `plugin` at `path` changed: reload it from there (with
+    /// `cascade`, dependents whose requirement the new version breaks are
+    /// stopped and started again). A plugin that was not running is started on
+    /// the new code.
     async fn reload(&mut self, path: &Path, plugin: &PluginSummary) {
-        println!(
-            "watch: {} changed; {} {} keeps running (reloading is not available in this build)",
-            path.display(),
-            plugin.info.name,
-            plugin.info.version
-        );
+        let (name, version) = (&plugin.info.name, &plugin.info.version);
+        let options = ReloadOptions {
+            cascade: self.cascade,
+            path: Some(path.to_path_buf()),
+        };
+        let outcome = match self.manager.reload_plugin(plugin.id, options).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                status_problem(&format!(
+                    "{} changed; {name} {version} keeps running: {e}",
+                    path.display()
+                ));
+                return;
+            }
+        };
+        if outcome.no_op {
+            println!(
+                "watch: unchanged {name} {version} ({}): same bytes as the running library",
+                path.display()
+            );
+            return;
+        }
+        let images = retained(outcome.retained_images, outcome.retained_images_total);
+        if outcome.was_active {
+            println!(
+                "watch: reloaded {name} {} -> {} ({}): calls held {} ms; {images}",
+                outcome.old_version,
+                outcome.new_version,
+                path.display(),
+                outcome.calls_held.as_millis()
+            );
+        } else {
+            // It was not running (it failed, or was stopped with a dependency):
+            // the new code gets its chance.
+            let what = format!(
+                "replaced {name} {} -> {} ({}; it was {}; {images})",
+                outcome.old_version,
+                outcome.new_version,
+                path.display(),
+                plugin.state.name()
+            );
+            self.start(plugin.id, &what).await;
+        }
+        for (dependent, result) in &outcome.restarted_dependents {
+            match result {
+                Ok(()) => println!(
+                    "watch: restarted {dependent} on {name} {}",
+                    outcome.new_version
+                ),
+                Err(e) => status_problem(&format!(
+                    "{dependent} did not start again on {name} {}: {e}",
+                    outcome.new_version
+                )),
+            }
+        }
     }
 
     /// The library of `plugin` at `path` was deleted: stop it (and, with
@@ -162,18 +216,21 @@ impl<'a> Applier<'a> {
                 .get_plugin_by_id(library.id)
                 .map(|p| p.info().version.to_string())
                 .unwrap_or_default();
-            match self.manager.load_plugin(library.id).await {
-                Ok(()) => println!(
-                    "watch: added {} {version} ({}): active",
-                    library.name,
-                    library.path.display()
-                ),
-                Err(e) => status_problem(&format!(
-                    "added {} {version} ({}), but it did not start: {e}",
-                    library.name,
-                    library.path.display()
-                )),
-            }
+            let what = format!(
+                "added {} {version} ({})",
+                library.name,
+                library.path.display()
+            );
+            self.start(library.id, &what).await;
+        }
+    }
+
+    /// Starts the plugin `id` (and what it depends on) after `what` happened to
+    /// it; one line either way.
+    async fn start(&mut self, id: uuid::Uuid, what: &str) {
+        match self.manager.load_plugin(id).await {
+            Ok(()) => println!("watch: {what}: active"),
+            Err(e) => status_problem(&format!("{what}, but it did not start: {e}")),
         }
     }
 
@@ -186,4 +243,11 @@ impl<'a> Applier<'a> {
             .map(|p| p.info.name)
             .collect()
     }
+}
+
+/// "N retained images (M in all)": library images reloads keep mapped, for this
+/// plugin and over all plugins (each costs memory until the host exits).
+pub fn retained(plugin: usize, total: usize) -> String {
+    let plural = if plugin == 1 { "" } else { "s" };
+    format!("{plugin} retained image{plural} ({total} in all)")
 }

@@ -59,6 +59,9 @@ struct Dir {
     /// As given, made absolute (discovery uses the same form, so paths compare
     /// equal with the plugins' sources).
     path: PathBuf,
+    /// Its canonical form when it was last watched: some backends (FSEvents)
+    /// report paths with symlinks resolved (`/private/var/...` for `/var/...`).
+    canonical: Option<PathBuf>,
     settler: Settler,
     /// Whether it could be listed last time.
     present: bool,
@@ -112,6 +115,7 @@ pub async fn watch(
         };
         let mut dir = Dir {
             path,
+            canonical: None,
             settler: Settler::new(options.settle, snapshot),
             present,
             watching: false,
@@ -207,11 +211,14 @@ fn note(dirs: &mut [Dir], event: notify::Result<notify::Event>) {
     }
     for path in &event.paths {
         for dir in dirs.iter_mut() {
-            if *path == dir.path {
+            let is_dir = |p: &Path| p == dir.path || Some(p) == dir.canonical.as_deref();
+            if is_dir(path) {
                 dir.rewatch = true;
                 dir.dirty = true;
-            } else if path.parent() == Some(dir.path.as_path()) && is_library(path) {
-                dir.settler.touch(path, now);
+            } else if path.parent().is_some_and(is_dir) && is_library(path) {
+                // Under the directory's own spelling, which the listing uses.
+                let file = dir.path.join(path.file_name().unwrap_or_default());
+                dir.settler.touch(&file, now);
                 dir.dirty = true;
             }
         }
@@ -231,7 +238,10 @@ async fn refresh(dir: &mut Dir, watcher: &mut impl Watcher, applier: &mut apply:
         Ok(snapshot) => {
             if !dir.watching {
                 match watcher.watch(&dir.path, RecursiveMode::NonRecursive) {
-                    Ok(()) => dir.watching = true,
+                    Ok(()) => {
+                        dir.watching = true;
+                        dir.canonical = std::fs::canonicalize(&dir.path).ok();
+                    }
                     Err(e) if !dir.watch_failed => {
                         dir.watch_failed = true;
                         status_problem(&format!(

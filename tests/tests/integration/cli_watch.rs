@@ -352,3 +352,29 @@ fn a_library_replaced_by_a_new_build_is_reloaded_with_its_state() {
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(saved["state"]["initializations"], 2, "{saved}");
 }
+
+#[test]
+fn a_broken_replacement_is_refused_and_the_old_version_keeps_running() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let host = WatchedHost::start(dir.path(), &[]);
+    dir.write(&library_file_name("counter"), b"not a library\n");
+    let refused = host.wait_for("the reload to be refused", |l| {
+        l.starts_with("err: plugin-host: watch: ") && l.contains("libcounter.so changed")
+    });
+    assert!(
+        refused.contains("counter 1.0.0 keeps running") && refused.contains("admit"),
+        "the error names the step:\n{refused}"
+    );
+    // Still Active: the next good build is a reload of a running plugin (a
+    // stopped one would be "replaced ..., it was unloaded").
+    let next = built_libraries(&["fixture-counter-next"]).remove(0);
+    let temporary = dir.path().join(".libcounter.so.partial");
+    std::fs::copy(&next, &temporary).unwrap();
+    std::fs::rename(&temporary, dir.library("counter")).unwrap();
+    let reloaded = host.wait_for("the good build to be reloaded", |l| {
+        l.starts_with("out: watch: reloaded counter 1.0.0 -> 1.1.0 ")
+    });
+    assert!(reloaded.contains("calls held"), "{reloaded}");
+    let text = host.stop();
+    assert!(!text.contains("watch: replaced"), "{text}");
+}

@@ -105,8 +105,13 @@ impl<'a> Applier<'a> {
         let outcome = match self.manager.reload_plugin(plugin.id, options).await {
             Ok(outcome) => outcome,
             Err(e) => {
+                let now = match &e {
+                    Error::ReloadRollbackFailed { .. } => "is Failed".to_owned(),
+                    _ if plugin.state.is_active() => "keeps running".to_owned(),
+                    _ => format!("stays {}", plugin.state.name()),
+                };
                 status_problem(&format!(
-                    "{} changed; {name} {version} keeps running: {e}",
+                    "{} changed; {name} {version} {now}: {e}",
                     path.display()
                 ));
                 return;
@@ -247,7 +252,7 @@ impl<'a> Applier<'a> {
 
 /// "N retained images (M in all)": library images reloads keep mapped, for this
 /// plugin and over all plugins (each costs memory until the host exits).
-pub fn retained(plugin: usize, total: usize) -> String {
+fn retained(plugin: usize, total: usize) -> String {
     let plural = if plugin == 1 { "" } else { "s" };
     format!("{plugin} retained image{plural} ({total} in all)")
 }

@@ -220,21 +220,28 @@ fn a_deleted_library_is_unloaded_and_one_with_running_dependents_is_kept() {
 }
 
 #[test]
-fn with_cascade_a_deleted_dependency_takes_its_dependents_down() {
+fn with_cascade_a_deleted_dependency_takes_its_dependents_down_until_it_is_back() {
     let dir = PluginDir::with(&["hello", "greeter"]);
     let host = WatchedHost::start(dir.path(), &["--cascade"]);
     std::fs::remove_file(dir.library("hello")).unwrap();
     host.wait_for("hello to be removed", |l| {
         l.starts_with("out: watch: removed hello ")
     });
+    host.wait_for("greeter to be stopped with it", |l| {
+        l == "out: watch: stopped greeter (it depends on hello)"
+    });
+    // Without hello, greeter stays stopped; with hello back, it starts again.
+    std::fs::copy(&built_libraries(&["hello"])[0], dir.library("hello")).unwrap();
+    host.wait_for("hello to be added", |l| {
+        l.starts_with("out: watch: added hello ") && l.ends_with(": active")
+    });
+    host.wait_for("greeter to start again", |l| {
+        l == "out: watch: restarted greeter 1.2.0: active"
+    });
     let text = host.stop();
-    assert!(
-        text.contains("out: watch: stopped greeter (it depends on hello)"),
-        "{text}"
-    );
     assert_eq!(
         host_status(&text, "stopped:"),
-        ["greeter unloaded"],
+        ["greeter unloaded", "hello unloaded"],
         "{text}"
     );
 }

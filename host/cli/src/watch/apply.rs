@@ -21,12 +21,19 @@ use super::status_problem;
 pub struct Applier<'a> {
     manager: &'a PluginManager,
     cascade: bool,
+    /// Dependents stopped with a removed plugin (`--cascade`): started again
+    /// once what they need is back.
+    stopped: BTreeSet<String>,
 }
 
 impl<'a> Applier<'a> {
     /// Applies to `manager`; with `cascade`, removals stop the dependents too.
     pub fn new(manager: &'a PluginManager, cascade: bool) -> Self {
-        Self { manager, cascade }
+        Self {
+            manager,
+            cascade,
+            stopped: BTreeSet::new(),
+        }
     }
 
     /// Applies the settled `changes` of `dir`, in order; new files last, all
@@ -51,6 +58,36 @@ impl<'a> Applier<'a> {
         self.remove_all(vanished).await;
         if !admit.is_empty() {
             self.admit(dir, &admit).await;
+        }
+        self.restart_stopped().await;
+    }
+
+    /// Starts again the dependents `--cascade` stopped whose dependencies can
+    /// all be satisfied now (still stopped, and nothing blocks them in the plan).
+    async fn restart_stopped(&mut self) {
+        if self.stopped.is_empty() {
+            return;
+        }
+        let plan = self.manager.resolve_dependencies();
+        for name in std::mem::take(&mut self.stopped) {
+            let Some(plugin) = self
+                .manager
+                .plugins()
+                .into_iter()
+                .find(|p| p.info.name == name)
+            else {
+                // Its own file went away meanwhile.
+                continue;
+            };
+            if plugin.state.is_active() {
+                continue;
+            }
+            if plan.explain(plugin.id).is_some() {
+                self.stopped.insert(name);
+                continue;
+            }
+            let what = format!("restarted {name} {}", plugin.info.version);
+            self.start(plugin.id, &what).await;
         }
     }
 
@@ -180,6 +217,7 @@ impl<'a> Applier<'a> {
         for stopped in active_before.difference(&active_after) {
             if stopped != name {
                 println!("watch: stopped {stopped} (it depends on {name})");
+                self.stopped.insert(stopped.clone());
             }
         }
         match self.manager.unregister_plugin(plugin.id).await {

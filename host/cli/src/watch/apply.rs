@@ -5,7 +5,8 @@
 //! one that vanished is stopped and unregistered. A file no plugin comes from is
 //! admitted with its directory ([`PluginManager::load_directory`]: the libraries
 //! already registered are refused there as duplicates and left alone) and what
-//! got registered is started.
+//! got registered is started. Dependents that `--cascade` stopped with a removed
+//! plugin are started again once the plan no longer blocks them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

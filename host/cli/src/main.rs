@@ -68,8 +68,9 @@ enum Command {
         /// removed. One status line per change.
         #[arg(long)]
         watch: bool,
-        /// With --watch: when a deleted library's plugin has running dependents,
-        /// stop them too instead of keeping it running.
+        /// With --watch: stop the running dependents of a deleted library's
+        /// plugin with it (instead of keeping it running), and restart those a
+        /// reloaded version no longer satisfies (instead of refusing the reload).
         #[arg(long, requires = "watch")]
         cascade: bool,
         /// With --watch: how long (milliseconds) a library file must stay

@@ -483,6 +483,22 @@ pub enum Error {
         /// Why, and its last stderr lines.
         report: crate::crash::CrashReport,
     },
+
+    /// The plugin crashed again after its restart policy's limit of restarts
+    /// within the window was used up; it stays failed until loaded by hand.
+    #[error(
+        "plugin `{plugin}` stays failed: restart limit reached ({restarts} restarts within {window:?}); last failure: {last}; load it again to retry"
+    )]
+    RestartLimit {
+        /// The plugin.
+        plugin: String,
+        /// The restarts within the window.
+        restarts: u32,
+        /// The policy's window.
+        window: Duration,
+        /// The last crash, or the last failed restart.
+        last: Box<Error>,
+    },
 }
 
 impl Error {

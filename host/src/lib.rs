@@ -37,7 +37,10 @@
 //!   ([`DirectoryReport`], [`RegisteredLibrary`]), drives lifecycles concurrently
 //!   ([`BatchReport`], [`PluginOutcome`], [`PluginState`], [`LifecycleEvent`]),
 //!   routes calls ([`Target`]) and unloads ([`UnloadOptions`]); [`PluginSummary`]
-//!   describes one registered plugin.
+//!   describes one registered plugin. Plugins that can die on their own
+//!   ([`CrashSignal`], [`CrashReport`], [`CrashReason`]) are supervised: a
+//!   crash ends them `Failed(`[`Error::Crashed`]`)` and a [`RestartPolicy`]
+//!   ([`RestartOnFailure`]) restarts them; [`SupervisorEvent`]s report each step.
 //! - **Plugins on the host side**: every plugin, native or in-process, is a
 //!   [`Plugin`]; its code reaches the host through a [`PluginContext`] (with its
 //!   [`CallChain`], served by [`HostServices`]). Plugins are described by
@@ -142,19 +145,21 @@ pub use loader::LoadedLibrary;
 pub use manager::{
     BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, ManagerConfigBuilder,
     PluginManager, PluginOutcome, PluginState, PluginSummary, RegisteredLibrary, ReloadEvent,
-    ReloadOptions, ReloadOutcome, ReloadStep, Target, UnloadOptions, DEFAULT_MAX_PARALLEL,
-    DEFAULT_PHASE_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RETAINED_IMAGES_WARNING,
+    ReloadOptions, ReloadOutcome, ReloadStep, RestartOnFailure, RestartPolicy, SupervisorEvent,
+    Target, UnloadOptions, DEFAULT_MAX_PARALLEL, DEFAULT_PHASE_TIMEOUT, DEFAULT_RELOAD_TIMEOUT,
+    DEFAULT_RETAINED_IMAGES_WARNING,
 };
 /// The interface crate's types that appear in this API (the [`Plugin`] trait's
 /// errors, [`PluginContext::log`]'s levels, [`Error::PluginFailed`]'s kind), so an
 /// embedder needs no direct dependency on `plugbay-api` of a matching version.
 pub use plugbay_api::{ErrorKind, LogLevel, PluginError};
 pub use plugin::Plugin;
-pub use resolve::{resolve, Node, Plan};
+pub use resolve::{resolve, Cause, ClosestFile, Explanation, Node, Plan};
 pub use safety::probe_child::run_probe_child;
 pub use safety::{
-    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, write_lockfile, Admission,
-    FileReport, FileStatus, SafetyConfig, SafetyConfigBuilder, ScanReport,
+    admit_dirs, admit_dirs_async, default_work_dir, scan_dirs, scan_dirs_with_progress,
+    write_lockfile, Admission, FileReport, FileStatus, PermissionCheck, Progress, SafetyConfig,
+    SafetyConfigBuilder, ScanReport,
 };
 pub use state::{
     default_state_dir, LoadOutcome, PluginStateManager, SaveOutcome, SavedState, StateEvent,
@@ -168,6 +173,14 @@ pub use state::{
 /// Fails with [`Error::InvalidStateName`] saying why.
 pub fn validate_plugin_name(name: &str) -> Result<()> {
     state::state_file_name(name).map(drop)
+}
+
+/// The file name under which a state directory keeps `name`'s state
+/// (`<name>.json`, see [`PluginStateManager`]), for tools that read a state
+/// directory without opening it (e.g. `plugin-host inspect --state-dir`, which
+/// must not take a running host's lock). Fails like [`validate_plugin_name`].
+pub fn state_file_name(name: &str) -> Result<String> {
+    state::state_file_name(name)
 }
 
 /// Opens the library at `path` **without admission**: no permission check, no

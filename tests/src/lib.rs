@@ -1,11 +1,13 @@
 //! The one helper library of the integration tests: building plugin libraries on
 //! demand and laying out fresh temporary plugin directories (this file), in-process
-//! test plugins (`support`), the deadlock detector and watchdog (`watch`), hostile
-//! plugin directories for the safety tests (`safety_support`), and the
+//! test plugins (`support`; `crashable`, one that can die on its own), the
+//! deadlock detector and watchdog (`watch`), hostile plugin directories for the
+//! safety tests (`safety_support`), and the
 //! state-writer child process (`state_writer`), and the released 1.0.0 interface
 //! with what the compatibility tests build against it (`compat`).
 
 pub mod compat;
+pub mod crashable;
 #[cfg(unix)]
 pub mod safety_support;
 pub mod state_writer;
@@ -217,6 +219,30 @@ impl PluginDir {
     pub fn library(&self, package: &str) -> PathBuf {
         self.dir.path().join(library_file_name(package))
     }
+}
+
+/// The plugin library `lib<name>.so` built from the example `name` of the
+/// graph fixture (`tests/fixtures/graph`: plugins that only declare
+/// dependencies), built once per test process into the fixture target dir.
+pub fn graph_library(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo_build(
+            &workspace_root(),
+            &["-p", "plugbay-fixture-graph", "--examples"],
+            &fixture_target_dir(),
+        );
+    });
+    let path = fixture_target_dir()
+        .join("debug")
+        .join("examples")
+        .join(format!(
+            "{}{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
 }
 
 /// Builds the host's `embed` example (`host/examples/embed.rs`) with the probe

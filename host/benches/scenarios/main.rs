@@ -25,6 +25,7 @@ mod events;
 mod fixtures;
 mod load_cost;
 mod lookup;
+mod reload;
 mod report;
 mod save_all;
 mod scale;
@@ -92,6 +93,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "calls",
         run: |o, r, _| calls::run(o, r),
+    },
+    Scenario {
+        name: "reload",
+        run: |o, r, rt| rt.block_on(reload::run(o, r)),
     },
 ];
 

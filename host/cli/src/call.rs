@@ -5,13 +5,19 @@
 //! stderr. Exit 0 on success, 1 when a plugin fails (unknown plugin or method,
 //! it did not start, it returned an error or panicked), 2 on usage and setup
 //! errors (malformed JSON, unreadable directories, bad safety options).
+//!
+//! With `--json`, stdout carries one document instead (see "JSON output" in the
+//! README): the result *or* the error, and how long each step took. The exit
+//! codes are the same.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use plugbay_host::{default_state_dir, Error, PluginManager};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::run::{open_manager, stop_all};
@@ -25,6 +31,58 @@ pub struct CallArgs {
     pub config: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub safety: SafetyArgs,
+    /// Print the JSON document instead of the bare result.
+    pub json: bool,
+}
+
+/// `call --help`: its exit codes.
+pub const EXIT_CODES: &str = "Exit status:
+  0  the call succeeded (its result is on stdout)
+  1  the plugin failed: unknown plugin or method, it did not start, it returned an error or
+     panicked
+  2  usage or setup error: malformed JSON, unreadable directories, bad safety options";
+
+/// `call --json`'s `data`.
+#[derive(Serialize, Default)]
+struct CallData {
+    /// The plugin called (null if the operands could not be read).
+    plugin: Option<String>,
+    /// The method called.
+    method: Option<String>,
+    /// Whether the call succeeded.
+    ok: bool,
+    /// The plugin's result when it succeeded.
+    result: Option<Value>,
+    /// What failed, when it did not.
+    error: Option<CallError>,
+    /// How long each step took, in milliseconds.
+    timings_ms: Timings,
+}
+
+/// A failed `call`, in `call --json`.
+#[derive(Serialize)]
+struct CallError {
+    /// The one-line message (also on stderr).
+    message: String,
+    /// The process's exit code: 1 the plugin failed, 2 usage or setup.
+    exit_code: u8,
+}
+
+/// Where a `call` spent its time (milliseconds; 0 for a step not reached).
+#[derive(Serialize, Default)]
+struct Timings {
+    /// Admitting the directories (checks, probe, opening libraries).
+    admit: f64,
+    /// Starting the plugin and its dependencies.
+    start: f64,
+    /// The call itself.
+    call: f64,
+    /// Stopping everything and saving state.
+    stop: f64,
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// What the operands say.
@@ -49,19 +107,40 @@ fn plugin_error(message: String) -> Failure {
 }
 
 pub async fn call(args: CallArgs) -> ExitCode {
-    let (code, message) = match call_inner(args).await {
+    let json = args.json;
+    let mut data = CallData::default();
+    let outcome = call_inner(args, &mut data).await;
+    let code = match outcome {
+        Ok(result) if json => {
+            data.ok = true;
+            data.result = Some(result);
+            0
+        }
         Ok(result) => {
             println!("{result}");
             return ExitCode::SUCCESS;
         }
-        Err(Failure(code, message)) => (code, message),
+        Err(Failure(code, message)) => {
+            eprintln!("plugin-host: {message}");
+            data.error = Some(CallError {
+                message,
+                exit_code: code,
+            });
+            code
+        }
     };
-    eprintln!("plugin-host: {message}");
+    if json {
+        if let Err(code) = crate::json::print("call", &data) {
+            return code;
+        }
+    }
     ExitCode::from(code)
 }
 
-async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
+async fn call_inner(args: CallArgs, data: &mut CallData) -> Result<Value, Failure> {
     let operands = split_operands(args.operands).map_err(usage)?;
+    data.plugin = Some(operands.plugin.clone());
+    data.method = Some(operands.method.clone());
     let call_args = match operands.args.as_deref() {
         None => Value::Object(Default::default()),
         Some("-") => {
@@ -78,6 +157,7 @@ async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
         None => None,
     };
     let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
+    let admit = Instant::now();
     let manager = open_manager(&operands.dirs, &state_dir, &args.safety)
         .await
         .map_err(usage)?;
@@ -89,9 +169,13 @@ async fn call_inner(args: CallArgs) -> Result<Value, Failure> {
         // Another file in the directories is unusable: worth a warning, not a failure.
         eprintln!("plugin-host: skipped {}: {err}", path.display());
     }
-    let outcome = start_and_call(&manager, &operands, call_args, config).await;
+    data.timings_ms.admit = ms_since(admit);
+    let outcome =
+        start_and_call(&manager, &operands, call_args, config, &mut data.timings_ms).await;
     // Shut down whatever started, saving state, whatever the call did.
+    let stop = Instant::now();
     stop_all(&manager).await;
+    data.timings_ms.stop = ms_since(stop);
     outcome
 }
 
@@ -100,6 +184,7 @@ async fn start_and_call(
     operands: &Operands,
     args: Value,
     config: Option<Value>,
+    timings: &mut Timings,
 ) -> Result<Value, Failure> {
     let plugin = operands.plugin.as_str();
     let Some(id) = manager.id_of(plugin) else {
@@ -118,14 +203,14 @@ async fn start_and_call(
     if let Some(config) = config {
         manager.set_plugin_config(plugin, config);
     }
-    manager
-        .load_plugin(id)
-        .await
-        .map_err(|e| plugin_error(format!("`{plugin}` did not start: {e}")))?;
-    manager
-        .call(plugin, &operands.method, args)
-        .await
-        .map_err(|e| plugin_error(e.to_string()))
+    let start = Instant::now();
+    let started = manager.load_plugin(id).await;
+    timings.start = ms_since(start);
+    started.map_err(|e| plugin_error(format!("`{plugin}` did not start: {e}")))?;
+    let call = Instant::now();
+    let result = manager.call(plugin, &operands.method, args).await;
+    timings.call = ms_since(call);
+    result.map_err(|e| plugin_error(e.to_string()))
 }
 
 fn display_dirs(dirs: &[PathBuf]) -> String {

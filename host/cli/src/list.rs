@@ -3,8 +3,19 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::inspect::{inspect, print_table};
 use crate::safety_args::SafetyArgs;
+use crate::scan_view::{print_table, scan};
+
+/// `list --help`: its exit codes.
+pub const LIST_EXIT_CODES: &str = "Exit status:
+  0  the directories were scanned (whatever the files' verdicts)
+  2  usage or setup error (bad options, unusable work dir or allowlist, probe missing)";
+
+/// `check --help`: its exit codes.
+pub const CHECK_EXIT_CODES: &str = "Exit status:
+  0  every file is a usable plugin whose dependencies resolve
+  1  some file is quarantined, incompatible, refused, insecure, unreadable or unresolvable
+  2  usage or setup error (bad options, unusable work dir or allowlist, probe missing)";
 
 /// `list`: every library file, its metadata and verdict. Exit 0 unless the scan
 /// itself could not run.
@@ -19,8 +30,8 @@ pub fn check(dirs: &[PathBuf], json: bool, safety: &SafetyArgs) -> ExitCode {
 }
 
 fn show(dirs: &[PathBuf], json: bool, safety: &SafetyArgs, strict: bool) -> ExitCode {
-    let entries = match safety.config().and_then(|config| inspect(dirs, &config)) {
-        Ok(entries) => entries,
+    let entries = match safety.config().and_then(|config| scan(dirs, &config)) {
+        Ok(scan) => scan.entries(),
         Err(e) => {
             eprintln!("plugin-host: {e}");
             return ExitCode::from(2);

@@ -1,13 +1,17 @@
 //! `plugin-host`: list, check, lock and run native plugins.
 
 mod call;
+mod explain;
 mod inspect;
 mod json;
 mod list;
 mod lock;
 mod new;
+mod progress;
 mod run;
 mod safety_args;
+mod scan_view;
+mod style;
 mod watch;
 
 use std::path::PathBuf;
@@ -18,9 +22,15 @@ use tracing_subscriber::EnvFilter;
 
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
+/// `plugin-host --help`: the exit status convention every subcommand follows.
+const EXIT_STATUS: &str =
+    "Exit status: 0 success; 1 the subcommand ran but found a problem (a file \
+needing attention, a plugin that would not start or failed); 2 usage or setup error. Each \
+subcommand's --help lists its own.";
+
 /// Discover, check and run native plugins built against plugbay-api.
 #[derive(Parser)]
-#[command(name = "plugin-host", version, about)]
+#[command(name = "plugin-host", version, about, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,8 +40,9 @@ struct Cli {
 enum Command {
     /// Show every library file's metadata, dependencies and verdict, without
     /// initializing any plugin (and without opening any library in this process).
+    #[command(after_help = list::LIST_EXIT_CODES)]
     List {
-        /// Print a JSON array instead of a table.
+        /// Print the JSON document (see "JSON output" in the README) instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -42,12 +53,51 @@ enum Command {
     },
     /// Like `list`, but exit 1 when any file is quarantined, incompatible,
     /// refused or has unresolvable dependencies.
+    #[command(after_help = list::CHECK_EXIT_CODES)]
     Check {
-        /// Print a JSON array instead of a table.
+        /// Print the JSON document instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         safety: SafetyArgs,
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Everything known about one library: metadata, interface version, how each
+    /// dependency resolves, content id, scan-cache verdict and its time, shadow
+    /// copy, permission check, probe time and (with --state-dir) its saved state.
+    /// Opens no library in this process.
+    #[command(after_help = inspect::EXIT_CODES)]
+    Inspect {
+        /// Print the JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A state directory to read the plugin's saved state from (read only:
+        /// a running host may hold it).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// A library file, or the name of a plugin to look up in DIR...
+        #[arg(value_name = "FILE|NAME")]
+        target: String,
+        /// Plugin directories (to look NAME up, and to resolve the dependencies).
+        dirs: Vec<PathBuf>,
+    },
+    /// Why plugin NAME would not start (or that it would), as a tree down to the
+    /// root causes: a missing dependency with the files that come closest, a
+    /// version conflict, a cycle, a quarantined or refused file with its reason,
+    /// a failed dependency with its own reason. Opens no library in this process.
+    #[command(after_help = explain::EXIT_CODES)]
+    Explain {
+        /// Print the JSON document instead of the tree.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        /// The plugin's name.
+        name: String,
         /// Plugin directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -86,8 +136,15 @@ enum Command {
     /// Admit the directories, start PLUGIN (and what it depends on), call METHOD
     /// with ARGS, print the JSON result on stdout, shut down saving state.
     /// Exit 0 on success, 1 when the plugin fails, 2 on usage or setup errors.
-    #[command(override_usage = "plugin-host call [OPTIONS] DIR... PLUGIN METHOD [ARGS]")]
+    #[command(
+        override_usage = "plugin-host call [OPTIONS] DIR... PLUGIN METHOD [ARGS]",
+        after_help = call::EXIT_CODES
+    )]
     Call {
+        /// Print the JSON document (the result or the error, with timings)
+        /// instead of the bare result.
+        #[arg(long)]
+        json: bool,
         /// Where plugin state is kept between runs (as for `run`).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
@@ -108,7 +165,11 @@ enum Command {
     },
     /// Create a new plugin crate (its own workspace) that builds, unit-tests and
     /// loads with no edits.
+    #[command(after_help = new::EXIT_CODES)]
     New {
+        /// Print the JSON document instead of text.
+        #[arg(long)]
+        json: bool,
         /// The plugin's name: lower-case letters, digits, `-` and `_`, starting
         /// with a letter (it names the crate, the library and the state file).
         name: String,
@@ -117,7 +178,11 @@ enum Command {
         dir: Option<PathBuf>,
     },
     /// Write an allowlist (SHA-256 of every library file) for `--allowlist`.
+    #[command(after_help = lock::EXIT_CODES)]
     Lock {
+        /// Print the JSON document instead of text.
+        #[arg(long)]
+        json: bool,
         /// Where to write it.
         #[arg(long, short, default_value = "plugins.lock")]
         output: PathBuf,
@@ -164,6 +229,31 @@ fn main() -> ExitCode {
             init_tracing("warn");
             list::check(&dirs, json, &safety)
         }
+        Command::Inspect {
+            json,
+            state_dir,
+            safety,
+            target,
+            dirs,
+        } => {
+            init_tracing("warn");
+            inspect::inspect(inspect::InspectArgs {
+                target,
+                dirs,
+                state_dir,
+                json,
+                safety,
+            })
+        }
+        Command::Explain {
+            json,
+            safety,
+            name,
+            dirs,
+        } => {
+            init_tracing("warn");
+            explain::explain(&name, &dirs, json, &safety)
+        }
         Command::Run {
             state_dir,
             once,
@@ -193,6 +283,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Call {
+            json,
             state_dir,
             config,
             safety,
@@ -206,12 +297,13 @@ fn main() -> ExitCode {
                 config,
                 state_dir,
                 safety,
+                json,
             }))
         }
-        Command::New { name, dir } => new::new(&name, dir),
-        Command::Lock { output, dirs } => {
+        Command::New { json, name, dir } => new::new(&name, dir, json),
+        Command::Lock { json, output, dirs } => {
             init_tracing("warn");
-            lock::lock(&dirs, &output)
+            lock::lock(&dirs, &output, json)
         }
     }
 }

@@ -26,8 +26,27 @@ const RESERVED: &[&str] = &[
     "crate",
 ];
 
+/// `new --help`: its exit codes.
+pub const EXIT_CODES: &str = "Exit status:
+  0  the crate was created
+  2  the name is not a valid plugin name, or the directory exists and is not empty, or a file
+     could not be written";
+
+/// `new --json`'s `data`.
+#[derive(serde::Serialize)]
+struct NewData<'a> {
+    /// The plugin's name.
+    name: &'a str,
+    /// The crate's directory.
+    dir: &'a Path,
+    /// The library file `cargo build` makes (in `target/debug/`).
+    library_file: &'a str,
+    /// What to run next, in order.
+    next: Vec<String>,
+}
+
 /// Creates the plugin crate `name` in `dir` (default `./<name>`).
-pub fn new(name: &str, dir: Option<PathBuf>) -> ExitCode {
+pub fn new(name: &str, dir: Option<PathBuf>, json: bool) -> ExitCode {
     match scaffold(name, dir.unwrap_or_else(|| PathBuf::from(name))) {
         Ok(dir) => {
             let lib = format!(
@@ -36,11 +55,25 @@ pub fn new(name: &str, dir: Option<PathBuf>) -> ExitCode {
                 name.replace('-', "_"),
                 std::env::consts::DLL_SUFFIX
             );
+            let next = vec![
+                format!("cd {} && cargo test && cargo build", dir.display()),
+                format!("plugin-host call target/debug {name} greet '{{\"name\": \"Ada\"}}'"),
+            ];
+            if json {
+                let data = NewData {
+                    name,
+                    dir: &dir,
+                    library_file: &lib,
+                    next,
+                };
+                return match crate::json::print("new", &data) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(code) => code,
+                };
+            }
             println!("created plugin `{name}` in {}", dir.display());
-            println!("next: cd {} && cargo test && cargo build", dir.display());
-            println!(
-                "then: plugin-host call target/debug {name} greet '{{\"name\": \"Ada\"}}'  (loads target/debug/{lib})"
-            );
+            println!("next: {}", next[0]);
+            println!("then: {}  (loads target/debug/{lib})", next[1]);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::supervise::RestartPolicy;
 use crate::error::{Error, Result};
 use crate::safety::SafetyConfig;
 
@@ -40,6 +41,14 @@ pub struct ManagerConfig {
     safety: SafetyConfig,
     reload_timeout: Duration,
     retained_images_warning: usize,
+    restart: RestartPolicies,
+}
+
+/// The restart policy of each plugin: by name, else the default.
+#[derive(Debug, Clone, Default)]
+struct RestartPolicies {
+    default: RestartPolicy,
+    by_name: HashMap<String, RestartPolicy>,
 }
 
 impl Default for ManagerConfig {
@@ -58,6 +67,7 @@ impl Default for ManagerConfig {
             safety: SafetyConfig::defaults(),
             reload_timeout: DEFAULT_RELOAD_TIMEOUT,
             retained_images_warning: DEFAULT_RETAINED_IMAGES_WARNING,
+            restart: RestartPolicies::default(),
         }
     }
 }
@@ -154,6 +164,15 @@ impl ManagerConfig {
     pub fn retained_images_warning(&self) -> usize {
         self.retained_images_warning
     }
+
+    /// What happens when the plugin `name` crashes while Active: its own
+    /// policy, else the default one ([`RestartPolicy::Never`] unless set).
+    pub fn restart_policy(&self, name: &str) -> &RestartPolicy {
+        self.restart
+            .by_name
+            .get(name)
+            .unwrap_or(&self.restart.default)
+    }
 }
 
 /// Builds a [`ManagerConfig`]; [`ManagerConfigBuilder::build`] checks it.
@@ -244,6 +263,19 @@ impl ManagerConfigBuilder {
         self
     }
 
+    /// Sets what happens when the plugin called `plugin` crashes while Active.
+    pub fn restart_policy(mut self, plugin: impl Into<String>, policy: RestartPolicy) -> Self {
+        self.config.restart.by_name.insert(plugin.into(), policy);
+        self
+    }
+
+    /// Sets what happens when a plugin without a policy of its own crashes
+    /// while Active (default: [`RestartPolicy::Never`]).
+    pub fn default_restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.config.restart.default = policy;
+        self
+    }
+
     /// Checks the values and returns the configuration, or [`Error::Config`]
     /// naming the bad setting.
     pub fn build(self) -> Result<ManagerConfig> {
@@ -272,6 +304,18 @@ impl ManagerConfigBuilder {
             return Err(Error::Config(
                 "the event capacity must be at least 1".into(),
             ));
+        }
+        let named = c.restart.by_name.iter().map(|(n, p)| (Some(n), p));
+        for (plugin, policy) in std::iter::once((None, &c.restart.default)).chain(named) {
+            if let RestartPolicy::OnFailure(settings) = policy {
+                if let Some(problem) = settings.problem() {
+                    let whose = plugin.map_or_else(
+                        || "the default restart policy".to_owned(),
+                        |n| format!("the restart policy of plugin `{n}`"),
+                    );
+                    return Err(Error::Config(format!("{whose}: {problem}")));
+                }
+            }
         }
         Ok(self.config)
     }
@@ -336,5 +380,32 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("init timeout"), "{err}");
+    }
+
+    #[test]
+    fn restart_policies_are_per_plugin_and_checked() {
+        let five = RestartPolicy::on_failure(5, Duration::from_secs(60));
+        let c = ManagerConfig::builder()
+            .restart_policy("db", five.clone())
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("db"), &five);
+        assert_eq!(c.restart_policy("other"), &RestartPolicy::Never);
+        let c = ManagerConfig::builder()
+            .default_restart_policy(five.clone())
+            .restart_policy("fragile", RestartPolicy::Never)
+            .build()
+            .unwrap();
+        assert_eq!(c.restart_policy("other"), &five);
+        assert_eq!(c.restart_policy("fragile"), &RestartPolicy::Never);
+        let err = ManagerConfig::builder()
+            .restart_policy("db", RestartPolicy::on_failure(0, Duration::from_secs(1)))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: the restart policy of plugin `db`: the restart limit \
+             must be at least 1 (use RestartPolicy::Never for no restarts)"
+        );
     }
 }

@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 
 /// The primitives the gate is built from: the real ones, or loom's.
 #[cfg(not(plugbay_loom))]
-mod sync {
+pub(super) mod sync {
     use std::pin::Pin;
 
     pub(crate) use parking_lot::Mutex;
@@ -79,7 +79,7 @@ mod sync {
 
 /// The primitives the gate is built from, as loom models them.
 #[cfg(plugbay_loom)]
-mod sync {
+pub(super) mod sync {
     /// `parking_lot`'s lock API (no poisoning) over loom's mutex.
     #[derive(Default)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
@@ -203,8 +203,10 @@ impl Gate {
     /// Writes `to` if the rules allow it and returns the previous state.
     ///
     /// The rules: the state machine ([`PluginState::can_become`]), and a plugin
-    /// held up by dependents cannot leave `Active` ([`Error::InUse`]), checked in
-    /// the same critical section that closes the gate. Only
+    /// held up by dependents cannot shut down ([`Error::InUse`]), checked in
+    /// the same critical section that closes the gate. A crash
+    /// (`Active → Failed(Crashed)`) is not refused: the plugin is already gone,
+    /// and the supervisor stops its dependents next. Only
     /// `Inner::transition` (`lifecycle.rs`) calls this: it also publishes the event.
     pub(crate) fn write_transition(&self, plugin: &str, to: PluginState) -> Result<PluginState> {
         let mut cell = self.cell.lock();
@@ -215,10 +217,7 @@ impl Gate {
                 to: to.name().to_owned(),
             });
         }
-        // A plugin that failed (a reload's rollback failed) serves nobody:
-        // its dependents cannot hold it up.
-        if cell.state.is_active() && !matches!(to, PluginState::Failed(_)) && !cell.users.is_empty()
-        {
+        if to == PluginState::ShuttingDown && !cell.users.is_empty() {
             return Err(Error::InUse {
                 plugin: plugin.to_owned(),
                 dependents: sorted_names(&cell.users),
@@ -275,6 +274,10 @@ impl Gate {
             return Err(Error::NotFoundByName(plugin.to_owned()));
         }
         if !cell.state.is_active() {
+            // A crashed plugin refuses calls with its crash (or its restart limit).
+            if let Some(crash) = cell.state.crash() {
+                return Err(crash.clone());
+            }
             return Err(Error::NotActive {
                 plugin: plugin.to_owned(),
                 state: cell.state.to_string(),

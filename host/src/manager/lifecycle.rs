@@ -15,16 +15,21 @@ use crate::error::{Error, Result};
 ///
 /// ```text
 /// Registered ──► Initializing ──► Active ──► ShuttingDown ──► Unloaded
-///     ▲               │                            │             │
-///     │               ▼                            ▼             │
-///     │            Failed ◄────────────────────────┘             │
+///     ▲               │             │              │             │
+///     │               ▼             ▼ (crash)      ▼             │
+///     │            Failed ◄─────────┴──────────────┘             │
 ///     │               │  (retry: load again)                     │
 ///     └─ Initializing ◄──────────────────────────────────────────┘
 /// ```
 ///
 /// `Failed` is also entered directly from `Registered`, `Unloaded` or `Failed`
 /// when a plugin cannot start because a dependency failed; no plugin code runs
-/// on that transition.
+/// on that transition. And from `Active`, only with [`Error::Crashed`]: a plugin
+/// that can die on its own (another process) died while running; the
+/// supervisor writes it (see [`crate::RestartPolicy`]); or with
+/// [`Error::ReloadRollbackFailed`]: a reload failed and restoring the old
+/// version failed too (a reload otherwise keeps the plugin `Active`).
+/// `Failed → Failed` also records a supervisor giving up ([`Error::RestartLimit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginState {
     /// Known to the manager; none of its lifecycle code has run.
@@ -37,7 +42,8 @@ pub enum PluginState {
     ShuttingDown,
     /// Shut down cleanly; may be loaded again.
     Unloaded,
-    /// Initialize or shutdown failed (or a dependency did); the cause is kept.
+    /// Initialize or shutdown failed (or a dependency did, or a reload and its
+    /// rollback did); the cause is kept.
     /// A failed plugin may be loaded again once the cause is gone.
     Failed(Box<Error>),
 }
@@ -83,6 +89,14 @@ impl PluginState {
         }
     }
 
+    /// The crash a `Failed` state records ([`Error::Crashed`], or
+    /// [`Error::RestartLimit`] once restarts are used up): calls are refused
+    /// with it.
+    pub fn crash(&self) -> Option<&Error> {
+        self.failure()
+            .filter(|e| matches!(e, Error::Crashed { .. } | Error::RestartLimit { .. }))
+    }
+
     /// Whether the state machine allows going from `self` to `to`.
     pub fn can_become(&self, to: &PluginState) -> bool {
         use PluginState::*;
@@ -90,8 +104,12 @@ impl PluginState {
             (Registered | Unloaded | Failed(_), Initializing) => true,
             (Initializing, Active | Failed(_)) => true,
             (Active, ShuttingDown) => true,
-            // A reload whose rollback failed: neither version runs.
-            (Active, Failed(_)) => true,
+            // Died on its own while running (the supervisor writes it), or a
+            // reload whose rollback failed: neither version runs.
+            (Active, Failed(cause)) => matches!(
+                **cause,
+                Error::Crashed { .. } | Error::ReloadRollbackFailed { .. }
+            ),
             (ShuttingDown, Unloaded | Failed(_)) => true,
             // Blocked by a failed dependency: no plugin code runs.
             (Registered | Unloaded | Failed(_), Failed(_)) => true,
@@ -143,6 +161,9 @@ impl Inner {
     pub(super) fn transition(&self, slot: &Slot, to: PluginState) -> Result<PluginState> {
         let from = slot.gate.write_transition(&slot.name, to.clone())?;
         tracing::debug!(plugin = %slot.name, from = from.name(), to = to.name(), "lifecycle");
+        // Starts or ends the crash watch (no lock held, runs no plugin code
+        // except the plugin's `crash_signal` getter).
+        self.supervisor.on_transition(slot, &from, &to);
         // Ignored when nobody listens.
         // The event bus only queues (never waits, runs no plugin code).
         self.bus.lifecycle(&slot.name, from.name(), to.name());
@@ -164,6 +185,16 @@ mod tests {
 
     fn failed() -> PluginState {
         Failed(Box::new(Error::Config("x".into())))
+    }
+
+    fn crashed() -> PluginState {
+        Failed(Box::new(Error::Crashed {
+            plugin: "p".into(),
+            report: crate::crash::CrashReport {
+                reason: crate::crash::CrashReason::Exited { code: 3 },
+                last_stderr: Vec::new(),
+            },
+        }))
     }
 
     #[test]
@@ -192,7 +223,6 @@ mod tests {
                 ("initializing", "active"),
                 ("initializing", "failed"),
                 ("active", "shutting_down"),
-                ("active", "failed"),
                 ("shutting_down", "unloaded"),
                 ("shutting_down", "failed"),
                 ("unloaded", "initializing"),
@@ -201,6 +231,39 @@ mod tests {
                 ("failed", "failed"),
             ]
         );
+    }
+
+    #[test]
+    fn only_a_crash_or_a_failed_reload_fails_an_active_plugin() {
+        assert!(Active.can_become(&crashed()));
+        assert!(
+            !Active.can_become(&failed()),
+            "a failure other than a crash"
+        );
+        let rollback_failed = Failed(Box::new(Error::ReloadRollbackFailed {
+            plugin: "p".into(),
+            step: crate::manager::ReloadStep::Initialize,
+            cause: Box::new(Error::Config("x".into())),
+            version: "1.0.0".into(),
+            rollback: Box::new(Error::Config("y".into())),
+        }));
+        assert!(
+            Active.can_become(&rollback_failed),
+            "a reload whose rollback failed"
+        );
+        for from in [Registered, Initializing, ShuttingDown, Unloaded] {
+            let allowed = from.can_become(&crashed());
+            assert_eq!(
+                allowed,
+                from.can_become(&failed()),
+                "{from}: same as any failure"
+            );
+        }
+        assert_eq!(
+            crashed().crash().map(ToString::to_string).as_deref(),
+            Some("plugin `p` crashed: exited with code 3")
+        );
+        assert_eq!(failed().crash(), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod registry;
 mod reload;
 mod schedule;
 mod services;
+mod supervise;
 mod tasks;
 mod unload;
 
@@ -43,6 +44,7 @@ pub use config::{
 pub use directory::{DirectoryReport, RegisteredLibrary};
 pub use lifecycle::{LifecycleEvent, PluginState};
 pub use reload::{ReloadEvent, ReloadOptions, ReloadOutcome, ReloadStep};
+pub use supervise::{RestartOnFailure, RestartPolicy, SupervisorEvent};
 
 use crate::context::{CallChain, HostServices, PluginContext};
 use crate::error::{Error, Result};
@@ -157,6 +159,9 @@ pub(crate) struct Inner {
     /// How many `unload_all_plugins` are running; reloads are refused meanwhile.
     /// Atomic, not a lock.
     unloading_all: AtomicUsize,
+    /// Watches Active plugins that can crash and restarts them by policy (its
+    /// lock is documented on `supervise::book::Book`).
+    supervisor: supervise::Supervisor,
 }
 
 impl Inner {
@@ -230,6 +235,7 @@ impl PluginManager {
             services: Arc::new(ManagerServices::new(weak.clone())),
             state,
             unloading_all: AtomicUsize::new(0),
+            supervisor: supervise::Supervisor::new(weak.clone()),
         });
         Self { inner }
     }
@@ -280,6 +286,13 @@ impl PluginManager {
     /// Receives every lifecycle transition from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Receives every supervisor event from now on: crashes, dependents
+    /// stopped and started again, restarts scheduled, done, failed, cancelled
+    /// or given up (see [`RestartPolicy`]).
+    pub fn subscribe_supervisor(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.inner.supervisor.subscribe()
     }
 
     /// Registers `plugin` (state `Registered`) and returns its new id. Refused

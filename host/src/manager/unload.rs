@@ -16,7 +16,11 @@ use crate::error::{Error, Result};
 impl Inner {
     /// Shuts `slot` down (see `PluginManager::unload_plugin`).
     pub(crate) async fn unload(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
-        if slot.state().is_idle() {
+        // A pending restart is cancelled first. While the supervisor may still
+        // change the state (a crash being recorded, a restart starting the
+        // plugin), the lock is always taken (protocol: supervise/book.rs).
+        let supervised = self.supervisor.cancel_restart(slot.id);
+        if !supervised && slot.state().is_idle() {
             return if slot.is_removed() {
                 Err(Error::NotFound(slot.id))
             } else {
@@ -25,6 +29,7 @@ impl Inner {
         }
         reentry::refuse(slot, PluginState::Unloaded.name())?;
         let _lifecycle = slot.lifecycle.lock().await;
+        self.supervisor.cancel_restart(slot.id);
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
         }
@@ -116,12 +121,14 @@ impl Inner {
     pub(crate) async fn unregister(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<()> {
         reentry::refuse(slot, "unregistered")?;
         let _lifecycle = slot.lifecycle.lock().await;
+        self.supervisor.cancel_restart(slot.id);
         if slot.is_removed() {
             return Err(Error::NotFound(slot.id));
         }
         self.unload_locked(slot).await?;
         slot.gate.mark_removed(&slot.name)?;
         self.registry.remove(slot.id);
+        self.supervisor.forget(slot.id);
         tracing::info!(plugin = %slot.name, "unregistered");
         Ok(())
     }

@@ -48,6 +48,7 @@ use semver::Version;
 use uuid::Uuid;
 
 use crate::{DependencySpec, PluginInfo};
+pub use explain::{Cause, ClosestFile, Explanation};
 pub use plan::Plan;
 
 /// Longest cycle listed name by name in [`crate::Error::DependencyCycle`]; longer ones

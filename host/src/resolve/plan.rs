@@ -70,6 +70,18 @@ impl Plan {
         explain::explain(self, id)
     }
 
+    /// Why `id` can or cannot start, as a tree down to the root causes; `closest`
+    /// names, for each missing dependency, the files that come closest (the plan
+    /// only knows usable plugins: pass `&|_| Vec::new()` if there are no files).
+    /// `None` if the plan does not know `id`.
+    pub fn explain_tree(
+        &self,
+        id: Uuid,
+        closest: &dyn Fn(&str) -> Vec<explain::ClosestFile>,
+    ) -> Option<explain::Explanation> {
+        explain::explain_tree(self, id, closest)
+    }
+
     /// All dependencies of `id`, direct and transitive, in a valid start order (by wave,
     /// then name). Empty if `id` is not startable or has none.
     pub fn transitive_dependencies(&self, id: Uuid) -> Vec<Uuid> {

@@ -504,3 +504,91 @@ fn huge_cycle_is_abbreviated_but_still_blocks_every_member() {
     assert_eq!(cycle[cycle.len() - 2..], strings(&["(+968 more)", "p0000"]));
     assert_eq!(r.plan.blocked.len(), n);
 }
+
+mod explain_tree {
+    use super::*;
+    use crate::resolve::{Cause, ClosestFile};
+    use crate::FileStatus;
+
+    fn closest_base(dependency: &str) -> Vec<ClosestFile> {
+        (dependency == "base")
+            .then(|| ClosestFile {
+                path: "/plugins/libbase.so".into(),
+                plugin: None,
+                version: None,
+                status: FileStatus::Quarantined,
+                reason: Some("SIGSEGV".into()),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn a_two_level_chain_ends_at_the_missing_dependency_with_its_closest_file() {
+        let r = Resolved::new(vec![
+            node("top", "1.0.0", vec![req("mid", "^1")]),
+            node("mid", "1.0.0", vec![req("base", "^1")]),
+        ]);
+        let tree = r.plan.explain_tree(r.id("top"), &closest_base).unwrap();
+        assert!(!tree.startable);
+        let Cause::DependencyFailed {
+            dependency,
+            because: Some(mid),
+        } = &tree.cause
+        else {
+            panic!("top should be blocked by mid: {tree:?}");
+        };
+        assert_eq!((dependency.as_str(), mid.plugin.as_str()), ("mid", "mid"));
+        let roots = tree.root_causes();
+        assert_eq!(roots.len(), 1);
+        let (
+            plugin,
+            Cause::MissingDependency {
+                dependency,
+                closest,
+                ..
+            },
+        ) = roots[0]
+        else {
+            panic!("root cause should be a missing dependency: {roots:?}");
+        };
+        assert_eq!((plugin, dependency.as_str()), ("mid", "base"));
+        assert_eq!(closest[0].status, FileStatus::Quarantined);
+    }
+
+    #[test]
+    fn conflict_cycle_duplicate_and_startable_are_named() {
+        let r = Resolved::new(vec![
+            node("hello", "1.0.0", vec![]),
+            node("picky", "1.0.0", vec![req("hello", "^2")]),
+            node("ping", "1.0.0", vec![req("pong", "^1")]),
+            node("pong", "1.0.0", vec![req("ping", "^1")]),
+        ]);
+        let none = |_: &str| Vec::new();
+        let hello = r.plan.explain_tree(r.id("hello"), &none).unwrap();
+        assert!(hello.startable && hello.cause == Cause::Startable);
+        let picky = r.plan.explain_tree(r.id("picky"), &none).unwrap();
+        assert_eq!(
+            picky.cause,
+            Cause::VersionConflict {
+                dependency: "hello".into(),
+                requirement: "^2".into(),
+                found: "1.0.0".into(),
+                found_source: Some("/plugins/libhello.so".into()),
+            }
+        );
+        let ping = r.plan.explain_tree(r.id("ping"), &none).unwrap();
+        let Cause::Cycle { path } = &ping.cause else {
+            panic!("ping should be in a cycle: {ping:?}");
+        };
+        assert!(path.contains(&"ping".to_owned()) && path.contains(&"pong".to_owned()));
+        assert_eq!(r.plan.explain_tree(Uuid::new_v4(), &none), None);
+
+        let mut twice = node("hello", "1.0.0", vec![]);
+        twice.source = "/other/libhello.so".into();
+        let d = Resolved::new(vec![node("hello", "1.0.0", vec![]), twice]);
+        let blocked = d.plan.blocked.keys().next().copied().unwrap();
+        let dup = d.plan.explain_tree(blocked, &none).unwrap();
+        assert!(matches!(dup.cause, Cause::DuplicateName { .. }), "{dup:?}");
+    }
+}

@@ -129,6 +129,11 @@ pub struct CacheEntry {
     pub verdict: CachedVerdict,
     /// When the entry was recorded or last confirmed (ns since the epoch).
     pub checked_at_ns: i128,
+    /// How long the probe child worked on the file when this verdict was made
+    /// (microseconds); `None` when no probe ran (probe off) or for entries
+    /// written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_us: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -271,6 +276,7 @@ mod tests {
                 reason: "SIGSEGV".into(),
             },
             checked_at_ns: now_ns() + 10 * RACY_MARGIN_NS,
+            probe_us: None,
         }
     }
 

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::cache::{now_ns, CacheEntry, CachedVerdict, FileIdentity, Lookup, ScanCache};
 use super::config::SafetyConfig;
@@ -20,7 +21,7 @@ use super::integrity::Allowlist;
 use super::opener::Opener;
 use super::permissions::{self, Candidate};
 use super::probe::{ProbeOutcome, ProbeWorker};
-use super::report::{Admission, FileReport, ScanReport};
+use super::report::{Admission, FileReport, PermissionCheck, Progress, ScanReport};
 use super::shadow::{hash_file, Hashes, ShadowDir};
 use super::verdict::{MetadataRecord, Verdict};
 use crate::discovery;
@@ -31,6 +32,19 @@ use crate::loader::{self, LayoutCheck, LayoutVerified, LoadedLibrary};
 /// file gets a status and reason (probe or cache decides). For `list`/`check`.
 pub fn scan_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<ScanReport> {
     Ok(Pipeline::new(config, false)?.run(dirs)?.report)
+}
+
+/// [`scan_dirs`], calling `progress` on the scanning thread after each
+/// directory is listed and each time a file gets its verdict (for a progress
+/// line; keep it cheap, it runs between files).
+pub fn scan_dirs_with_progress(
+    dirs: &[PathBuf],
+    config: &SafetyConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ScanReport> {
+    let mut pipeline = Pipeline::new(config, false)?;
+    pipeline.progress = Some(progress);
+    Ok(pipeline.run(dirs)?.report)
 }
 
 /// Scans plugin directories and opens every compatible library in this process,
@@ -105,6 +119,10 @@ struct Pipeline<'a> {
     loaded: Vec<(usize, LoadedLibrary)>,
     unavailable: Option<Error>,
     admission: Admission,
+    /// The progress observer, if any ([`scan_dirs_with_progress`]).
+    progress: Option<&'a mut dyn FnMut(Progress)>,
+    /// Files discovered so far (the progress total).
+    discovered: usize,
 }
 
 impl<'a> Pipeline<'a> {
@@ -129,7 +147,20 @@ impl<'a> Pipeline<'a> {
             loaded: Vec::new(),
             unavailable: None,
             admission: Admission::default(),
+            progress: None,
+            discovered: 0,
         })
+    }
+
+    /// Tells the progress observer (if any) how many files have their verdict.
+    fn report_progress(&mut self) {
+        if let Some(progress) = self.progress.as_mut() {
+            let files = self.admission.report.files.len();
+            progress(Progress {
+                done: files - self.waiting.len(),
+                total: self.discovered.max(files),
+            });
+        }
     }
 
     fn run(mut self, dirs: &[PathBuf]) -> Result<Admission> {
@@ -148,6 +179,8 @@ impl<'a> Pipeline<'a> {
                     continue;
                 }
             };
+            self.discovered = self.admission.report.files.len() + found.len();
+            self.report_progress();
             for path in found {
                 let index = self.admission.report.files.len();
                 self.admission.report.files.push(FileReport::new(&path));
@@ -155,10 +188,12 @@ impl<'a> Pipeline<'a> {
                     self.admission.report.files[index].fail(e);
                 }
                 // Open whatever the probe finished meanwhile.
-                while let Some((i, outcome)) = self.worker.as_ref().and_then(ProbeWorker::try_next)
+                while let Some((i, outcome, took)) =
+                    self.worker.as_ref().and_then(ProbeWorker::try_next_timed)
                 {
-                    self.on_probed(i, outcome);
+                    self.on_probed(i, outcome, took);
                 }
+                self.report_progress();
             }
         }
         self.finish()
@@ -182,11 +217,15 @@ impl<'a> Pipeline<'a> {
 
     /// Waits for the probe and the opener, then reports.
     fn finish(mut self) -> Result<Admission> {
-        if let Some(worker) = self.worker.take() {
+        if let Some(mut worker) = self.worker.take() {
+            while let Some((i, outcome, took)) = worker.recv_timed() {
+                self.on_probed(i, outcome, took);
+                self.report_progress();
+            }
             let (rest, started) = worker.finish();
             self.admission.report.probe_processes_started = started;
             for (i, outcome) in rest {
-                self.on_probed(i, outcome);
+                self.on_probed(i, outcome, Duration::ZERO);
             }
         }
         for (i, opened) in std::mem::take(&mut self.opener).finish() {
@@ -225,6 +264,17 @@ impl<'a> Pipeline<'a> {
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
         let candidate = permissions::check_file(path, canonical_dir, self.config)?;
+        // `check_file` gives a non-symlink the canonical path dir + name (a
+        // symlink resolves elsewhere: a link to itself is an error), so this
+        // costs no extra `lstat`.
+        let symlink = path
+            .file_name()
+            .is_none_or(|name| candidate.canonical != canonical_dir.join(name));
+        self.admission.report.files[index].permissions = Some(PermissionCheck::of(
+            &candidate.metadata,
+            self.config.strict_permissions && permissions::PERMISSIONS_ENFORCED,
+            symlink,
+        ));
         if let Some(warning) = permissions::unenforced_warning(
             self.config.strict_permissions,
             permissions::PERMISSIONS_ENFORCED,
@@ -316,7 +366,10 @@ impl<'a> Pipeline<'a> {
         };
         if let Some(entry) = entry {
             self.admission.report.cache_hits += 1;
-            self.admission.report.files[index].from_cache = true;
+            let report = &mut self.admission.report.files[index];
+            report.from_cache = true;
+            report.verdict_at_ms = Some(ns_to_ms(entry.checked_at_ns));
+            report.probe_us = entry.probe_us;
             self.conclude(index, &copied, entry.verdict, false);
             return Ok(());
         }
@@ -348,7 +401,8 @@ impl<'a> Pipeline<'a> {
                 }
                 Err(rejection) => CachedVerdict::Rejected { rejection },
             };
-            self.remember(&copied, &verdict);
+            self.remember(&copied, &verdict, None);
+            self.admission.report.files[index].verdict_at_ms = Some(ns_to_ms(now_ns()));
             self.conclude(index, &copied, verdict, true);
         }
         Ok(())
@@ -394,8 +448,8 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// A probe outcome arrived for file `index`.
-    fn on_probed(&mut self, index: usize, outcome: ProbeOutcome) {
+    /// A probe outcome arrived for file `index`; the probe worked `took` on it.
+    fn on_probed(&mut self, index: usize, outcome: ProbeOutcome, took: Duration) {
         let Some(copied) = self.waiting.remove(&index) else {
             return;
         };
@@ -413,11 +467,15 @@ impl<'a> Pipeline<'a> {
                 return;
             }
         };
-        self.remember(&copied, &verdict);
+        let probe_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.remember(&copied, &verdict, Some(probe_us));
+        let report = &mut self.admission.report.files[index];
+        report.verdict_at_ms = Some(ns_to_ms(now_ns()));
+        report.probe_us = Some(probe_us);
         self.conclude(index, &copied, verdict, false);
     }
 
-    fn remember(&mut self, copied: &Copied, verdict: &CachedVerdict) {
+    fn remember(&mut self, copied: &Copied, verdict: &CachedVerdict, probe_us: Option<u64>) {
         self.cache.insert(CacheEntry {
             identity: copied.identity.clone(),
             content_id: copied.hashes.content_id.clone(),
@@ -425,6 +483,7 @@ impl<'a> Pipeline<'a> {
             interface_build_id: self.build_id.to_owned(),
             verdict: verdict.clone(),
             checked_at_ns: now_ns(),
+            probe_us,
         });
     }
 
@@ -477,4 +536,9 @@ impl<'a> Pipeline<'a> {
             }
         }
     }
+}
+
+/// Nanoseconds since the epoch to whole milliseconds (0 before the epoch).
+fn ns_to_ms(ns: i128) -> u64 {
+    u64::try_from(ns / 1_000_000).unwrap_or(0)
 }

@@ -47,10 +47,14 @@ pub enum ProbeOutcome {
     Unavailable(Error),
 }
 
+/// One file's outcome as the worker hands it back: its key, what the probe
+/// found, and how long the probe child worked on it (see [`ProbeWorker::recv_timed`]).
+pub type TimedOutcome = (usize, ProbeOutcome, Duration);
+
 /// A thread that feeds files to probe children and hands back outcomes.
 pub struct ProbeWorker {
     requests: Option<mpsc::Sender<(usize, PathBuf)>>,
-    results: mpsc::Receiver<(usize, ProbeOutcome)>,
+    results: mpsc::Receiver<TimedOutcome>,
     thread: Option<JoinHandle<u64>>,
 }
 
@@ -70,6 +74,7 @@ impl ProbeWorker {
                     process: None,
                     started: 0,
                     next_id: 0,
+                    last_answer: None,
                 };
                 driver.run(req_rx, res_tx);
                 driver.started
@@ -90,16 +95,30 @@ impl ProbeWorker {
         }
     }
 
-    /// An outcome that is ready now, if any.
-    pub fn try_next(&self) -> Option<(usize, ProbeOutcome)> {
+    /// An outcome that is ready now, if any, with the time the probe spent on it.
+    pub fn try_next_timed(&self) -> Option<TimedOutcome> {
         self.results.try_recv().ok()
+    }
+
+    /// Stops accepting files and waits for the next outcome; `None` once every
+    /// queued file has one. The duration is how long the probe child worked on
+    /// that file: from when the child could start on it (request sent and the
+    /// previous answer received) to its answer, including a retry in a fresh
+    /// child and, for a hang, the whole timeout.
+    pub fn recv_timed(&mut self) -> Option<TimedOutcome> {
+        self.requests = None;
+        self.results.recv().ok()
     }
 
     /// Waits for every queued file, returns the remaining outcomes and how many
     /// probe processes this worker started.
     pub fn finish(mut self) -> (Vec<(usize, ProbeOutcome)>, u64) {
         self.requests = None;
-        let rest: Vec<_> = self.results.iter().collect();
+        let rest: Vec<_> = self
+            .results
+            .iter()
+            .map(|(key, outcome, _)| (key, outcome))
+            .collect();
         let started = self
             .thread
             .take()
@@ -124,6 +143,8 @@ struct Pending {
     path: PathBuf,
     /// Its previous probe died after other libraries: probe it alone this time.
     suspect: bool,
+    /// When it was first sent to a child (kept across a retry).
+    sent_at: Option<Instant>,
 }
 
 /// A running probe child and its end of the channel.
@@ -165,6 +186,7 @@ impl Queues {
             key,
             path,
             suspect: false,
+            sent_at: None,
         });
     }
 
@@ -183,19 +205,34 @@ struct Driver {
     process: Option<ProbeProcess>,
     started: u64,
     next_id: u64,
+    /// When the child last answered (a child works on one library at a time).
+    last_answer: Option<Instant>,
 }
 
 impl Driver {
+    /// How long the child worked on a file first sent at `sent_at`: since it was
+    /// sent or since the previous answer, whichever came later.
+    fn took(&mut self, sent_at: Option<Instant>) -> Duration {
+        let now = Instant::now();
+        let from = match (sent_at, self.last_answer) {
+            (Some(sent), Some(last)) => sent.max(last),
+            (Some(sent), None) => sent,
+            (None, _) => now,
+        };
+        self.last_answer = Some(now);
+        now.saturating_duration_since(from)
+    }
+
     /// Serves requests until the request channel is closed and every file has
     /// an outcome. Each round: take new requests, fill the window, wait for the
     /// oldest answer.
     fn run(
         &mut self,
         requests: mpsc::Receiver<(usize, PathBuf)>,
-        results: mpsc::Sender<(usize, ProbeOutcome)>,
+        results: mpsc::Sender<TimedOutcome>,
     ) {
-        let emit = |key: usize, outcome: ProbeOutcome| {
-            let _ = results.send((key, outcome));
+        let emit = |key: usize, outcome: ProbeOutcome, took: Duration| {
+            let _ = results.send((key, outcome, took));
         };
         let mut queues = Queues::default();
         let mut inputs_open = true;
@@ -224,7 +261,8 @@ impl Driver {
                         process.completed += 1;
                     }
                     if let Some((_, head)) = queues.inflight.pop_front() {
-                        emit(head.key, ProbeOutcome::Verdict(verdict));
+                        let took = self.took(head.sent_at);
+                        emit(head.key, ProbeOutcome::Verdict(verdict), took);
                     }
                 }
                 Err(failure) => self.on_failure(failure, &mut queues, &emit),
@@ -236,7 +274,7 @@ impl Driver {
     /// Sends queued files while the window allows. A suspect is sent only
     /// alone, to a fresh child; a child that cannot start makes every queued
     /// file `Unavailable`.
-    fn fill_window(&mut self, queues: &mut Queues, emit: &impl Fn(usize, ProbeOutcome)) {
+    fn fill_window(&mut self, queues: &mut Queues, emit: &impl Fn(usize, ProbeOutcome, Duration)) {
         while queues.inflight.len() < WINDOW
             && !queues.inflight.front().is_some_and(|(_, p)| p.suspect)
         {
@@ -257,16 +295,17 @@ impl Driver {
                     Ok(process) => process,
                     Err(e) => {
                         for p in queues.queue.drain(..) {
-                            emit(p.key, ProbeOutcome::Unavailable(e.clone()));
+                            emit(p.key, ProbeOutcome::Unavailable(e.clone()), Duration::ZERO);
                         }
                         break;
                     }
                 },
             };
             let process = self.process.insert(process);
-            let Some(pending) = queues.queue.pop_front() else {
+            let Some(mut pending) = queues.queue.pop_front() else {
                 break;
             };
+            pending.sent_at.get_or_insert_with(Instant::now);
             let id = self.next_id;
             self.next_id += 1;
             let request = ToChild::Probe {
@@ -305,7 +344,7 @@ impl Driver {
         &mut self,
         failure: Failure,
         queues: &mut Queues,
-        emit: &impl Fn(usize, ProbeOutcome),
+        emit: &impl Fn(usize, ProbeOutcome, Duration),
     ) {
         let completed = self.process.as_ref().map_or(0, |p| p.completed);
         let status = self.reap_process();
@@ -334,7 +373,8 @@ impl Driver {
                 platform::CHANNEL_NAME
             ),
         };
-        emit(head.key, ProbeOutcome::Quarantined { reason });
+        let took = self.took(head.sent_at);
+        emit(head.key, ProbeOutcome::Quarantined { reason }, took);
         queues.requeue();
     }
 

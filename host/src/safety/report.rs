@@ -72,6 +72,70 @@ pub struct FileReport {
     pub from_cache: bool,
     /// Non-fatal findings (e.g. allowlist mismatch when not enforcing).
     pub warnings: Vec<String>,
+    /// When the verdict was made, in milliseconds since the Unix epoch: by this
+    /// scan, or (for a verdict from the cache) when the cache entry was recorded
+    /// or last confirmed. `None` when no verdict was reached (refused before the
+    /// probe, probe unavailable).
+    pub verdict_at_ms: Option<u64>,
+    /// How long the probe child worked on this file, in microseconds: in this
+    /// scan, or (from the cache) when the cached verdict was made. `None` when no
+    /// probe ran for the verdict (probe off, refused first, or a cache entry
+    /// older than this field).
+    pub probe_us: Option<u64>,
+    /// What the permission check saw, once the file passed it.
+    pub permissions: Option<PermissionCheck>,
+}
+
+/// What the admission pipeline's file-level check (owner, mode, symlinks, type,
+/// size) saw of a file that passed it; a file that fails it is reported
+/// `insecure` or `refused` with the rule it broke in its reason instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PermissionCheck {
+    /// Whether owner and mode were checked (strict permissions asked for and
+    /// enforced on this platform); `false` with `--allow-insecure-permissions`
+    /// and on Windows.
+    pub enforced: bool,
+    /// The permission bits of the file (Unix, e.g. `0o644`); `None` elsewhere.
+    pub mode: Option<u32>,
+    /// The owner's user id (Unix); `None` elsewhere.
+    pub owner_uid: Option<u32>,
+    /// Whether the discovered path was a symlink (which then stays inside the
+    /// plugin directory, or was allowed to leave it).
+    pub symlink: bool,
+    /// The file's size in bytes (within the configured limit).
+    pub size: u64,
+}
+
+impl PermissionCheck {
+    /// What the check saw of a file whose target has metadata `meta`; `symlink`:
+    /// whether the discovered path was a symlink.
+    pub(crate) fn of(meta: &std::fs::Metadata, enforced: bool, symlink: bool) -> Self {
+        #[cfg(unix)]
+        let (mode, owner_uid) = {
+            use std::os::unix::fs::MetadataExt;
+            (Some(meta.mode() & 0o7777), Some(meta.uid()))
+        };
+        #[cfg(not(unix))]
+        let (mode, owner_uid) = (None, None);
+        Self {
+            enforced,
+            mode,
+            owner_uid,
+            symlink,
+            size: meta.len(),
+        }
+    }
+}
+
+/// How far a scan has got, for a progress display: handed to the observer of
+/// [`crate::scan_dirs_with_progress`] each time a file gets its verdict and each
+/// time a directory's files were discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Files that have their verdict.
+    pub done: usize,
+    /// Files discovered so far (grows as each directory is listed).
+    pub total: usize,
 }
 
 impl FileReport {
@@ -87,6 +151,9 @@ impl FileReport {
             shadow: None,
             from_cache: false,
             warnings: Vec::new(),
+            verdict_at_ms: None,
+            probe_us: None,
+            permissions: None,
         }
     }
 

@@ -9,6 +9,12 @@ mod cli;
 #[cfg(unix)]
 mod cli_call;
 #[cfg(unix)]
+mod cli_explain;
+#[cfg(unix)]
+mod cli_inspect;
+#[cfg(unix)]
+mod cli_output;
+#[cfg(unix)]
 mod cli_watch;
 #[cfg(unix)]
 mod compat;
@@ -25,6 +31,7 @@ mod manager_lifecycle;
 mod manager_state;
 mod reentrancy;
 mod reload;
+mod reload_rollback;
 #[cfg(unix)]
 mod safety;
 #[cfg(unix)]
@@ -36,6 +43,7 @@ mod safety_shadow;
 #[cfg(unix)]
 mod state;
 mod storm;
+mod supervision;
 
 // The shared helpers live in the `integration_tests` library (tests/src/).
 #[cfg(unix)]

@@ -4,12 +4,16 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
+use integration_tests::watch::watchdog;
 use integration_tests::PluginDir;
 use plugbay_host::{
-    Error, LifecycleEvent, ManagerConfig, PluginManager, PluginState, ReloadEvent, ReloadOptions,
-    ReloadStep,
+    Error, InProcessPlugin, LifecycleEvent, ManagerConfig, PluginManager, PluginState, ReloadEvent,
+    ReloadOptions, ReloadStep,
 };
 use serde_json::{json, Value};
+
+/// Longer than anything here should take: past it a test fails instead of hanging.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A manager over `dir` with `counter` loaded and Active.
 async fn running_counter(dir: &PluginDir) -> PluginManager {
@@ -85,29 +89,47 @@ async fn reload_under_load_swaps_counter_with_zero_failed_calls_and_keeps_its_co
                 let mut errors = Vec::new();
                 while !stop.load(SeqCst) {
                     match manager.call("counter", "increment", Value::Null).await {
-                        Ok(_) => ok.fetch_add(1, SeqCst),
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            failed.fetch_add(1, SeqCst)
+                        Ok(_) => {
+                            ok.fetch_add(1, SeqCst);
                         }
-                    };
+                        Err(e) => {
+                            if errors.len() < 10 {
+                                errors.push(e.to_string());
+                            }
+                            failed.fetch_add(1, SeqCst);
+                            // A refused call returns at once: let the others run.
+                            tokio::task::yield_now().await;
+                        }
+                    }
                 }
                 errors
             })
         })
         .collect();
     // Let the callers get going, then reload under them.
-    while ok.load(SeqCst) < 200 {
-        tokio::task::yield_now().await;
-    }
-    let outcome = manager
-        .reload_plugin("counter", ReloadOptions::from_path(&next))
-        .await
-        .expect("reload succeeds");
+    let calls_reach = |n: u64| {
+        let ok = Arc::clone(&ok);
+        async move {
+            while ok.load(SeqCst) < n {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    };
+    watchdog("first calls", LIMIT, calls_reach(200)).await;
+    let outcome = watchdog(
+        "reload",
+        LIMIT,
+        manager.reload_plugin("counter", ReloadOptions::from_path(&next)),
+    )
+    .await
+    .expect("reload succeeds");
     let after_reload = ok.load(SeqCst);
-    while ok.load(SeqCst) < after_reload + 200 {
-        tokio::task::yield_now().await;
-    }
+    watchdog(
+        "calls after the reload",
+        LIMIT,
+        calls_reach(after_reload + 200),
+    )
+    .await;
     stop.store(true, SeqCst);
     let mut errors = Vec::new();
     for caller in callers {
@@ -340,6 +362,126 @@ async fn a_second_reload_of_the_same_plugin_is_refused_while_one_runs() {
     assert!(
         matches!(&second, Err(Error::ReloadInProgress { plugin }) if plugin == "counter"),
         "{second:?}"
+    );
+    assert!(manager.unload_all_plugins().await.is_ok());
+}
+
+/// An in-process dependent of `counter` requiring `^1.0`: a reload to 1.1.0
+/// keeps it running (its calls reach 1.1.0); one to 2.0.0 is refused naming
+/// it; with cascade it is stopped, `counter` becomes 2.0.0, and starting it
+/// again fails on the version it requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_keep_running_when_satisfied_and_otherwise_block_or_cascade() {
+    let dir = PluginDir::with(&["counter"]);
+    let (_next_dir, next) = next_build();
+    let major_dir = PluginDir::with(&["fixture-counter-major"]);
+    let major = major_dir.library("fixture-counter-major");
+    let manager = running_counter(&dir).await;
+    let user = InProcessPlugin::builder("user", "1.0.0")
+        .depends_on("counter", "^1.0")
+        .on_call(|ctx, _method, _args| async move {
+            ctx.call("counter", "version", Value::Null)
+                .await
+                .map_err(Error::into_plugin_error)
+        })
+        .build()
+        .unwrap();
+    let user_id = manager.register_plugin(user).unwrap();
+    manager.load_plugin(user_id).await.unwrap();
+    let mut events = manager.subscribe();
+
+    manager
+        .reload_plugin("counter", ReloadOptions::from_path(&next))
+        .await
+        .expect("1.1.0 satisfies ^1.0");
+    assert_eq!(manager.status(user_id).unwrap(), PluginState::Active);
+    assert_eq!(
+        manager.call("user", "through", Value::Null).await.unwrap(),
+        json!("1.1.0")
+    );
+    let user_changes = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| e.id == user_id)
+        .count();
+    assert_eq!(user_changes, 0, "the dependent never left Active");
+
+    let err = manager
+        .reload_plugin("counter", ReloadOptions::from_path(&major))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ReloadBreaksDependents {
+            plugin: "counter".into(),
+            version: "2.0.0".into(),
+            dependents: vec!["user (requires ^1.0)".into()],
+        }
+    );
+    assert_eq!(version_of(&manager, "counter"), "1.1.0");
+    assert_eq!(manager.status(user_id).unwrap(), PluginState::Active);
+
+    let outcome = manager
+        .reload_plugin(
+            "counter",
+            ReloadOptions {
+                cascade: true,
+                path: Some(major.clone()),
+            },
+        )
+        .await
+        .expect("cascade reloads");
+    assert_eq!(outcome.new_version.to_string(), "2.0.0");
+    let [(name, restarted)] = &outcome.restarted_dependents[..] else {
+        panic!("{:?}", outcome.restarted_dependents);
+    };
+    assert_eq!(name, "user");
+    assert!(
+        matches!(restarted, Err(Error::VersionConflict { found, .. }) if found == "2.0.0"),
+        "{restarted:?}"
+    );
+    assert!(manager.status(user_id).unwrap().failure().is_some());
+    assert_eq!(
+        manager
+            .call("counter", "version", Value::Null)
+            .await
+            .unwrap(),
+        json!("2.0.0")
+    );
+    assert!(manager.unload_all_plugins().await.is_ok());
+}
+
+/// A registered plugin that is not running just gets the new code: no plugin
+/// code runs, and its next start is the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_is_not_running_gets_the_new_code_for_its_next_start() {
+    let dir = PluginDir::with(&["counter"]);
+    let (_next_dir, next) = next_build();
+    let manager = PluginManager::new(
+        ManagerConfig::builder()
+            .safety(dir.safety())
+            .build()
+            .unwrap(),
+    );
+    manager.load_directory(dir.path()).await.unwrap();
+    let outcome = manager
+        .reload_plugin("counter", ReloadOptions::from_path(&next))
+        .await
+        .unwrap();
+    assert!(!outcome.was_active, "{outcome:?}");
+    assert_eq!(
+        manager.status_by_name("counter").unwrap(),
+        PluginState::Registered
+    );
+    assert_eq!(version_of(&manager, "counter"), "1.1.0");
+    manager
+        .load_plugin(manager.id_of("counter").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        manager
+            .call("counter", "version", Value::Null)
+            .await
+            .unwrap(),
+        json!("1.1.0")
     );
     assert!(manager.unload_all_plugins().await.is_ok());
 }

@@ -105,10 +105,12 @@ impl ActiveSwap<'_> {
             .map_err(|e| self.failed(ReloadStep::SaveState, e))?;
         let ctx = self.context()?;
         let shutdown = reentry::entering(slot.id, old.shutdown(ctx));
-        if let Err(e) = self
+        let stopped = self
             .plugin_step(ReloadStep::Shutdown, self.deadline, shutdown)
-            .await
-        {
+            .await;
+        // The old incarnation's end is no crash: the supervisor stops watching it.
+        self.supervise(false);
+        if let Err(e) = stopped {
             return self.roll_back(old, ReloadStep::Shutdown, e, &saved).await;
         }
         // The old version's event subscriptions end with it.
@@ -146,6 +148,7 @@ impl ActiveSwap<'_> {
             Ok(()) => {
                 release_dropped(slot, &old_holds, &new_holds);
                 slot.gate.set_holds(new_holds);
+                self.supervise(true);
                 Ok(())
             }
             Err((step, e)) => {
@@ -183,7 +186,10 @@ impl ActiveSwap<'_> {
         }
         .await;
         match restored {
-            Ok(()) => Err(self.failed(step, cause)),
+            Ok(()) => {
+                self.supervise(true);
+                Err(self.failed(step, cause))
+            }
             Err(rollback) => {
                 let error = Error::ReloadRollbackFailed {
                     plugin: slot.name.clone(),
@@ -199,6 +205,18 @@ impl ActiveSwap<'_> {
                 Err(error)
             }
         }
+    }
+
+    /// Starts (`true`) or ends the supervisor's watch of the current
+    /// incarnation, as entering or leaving `Active` would.
+    fn supervise(&self, watch: bool) {
+        let (active, other) = (PluginState::Active, PluginState::Initializing);
+        let (from, to) = if watch {
+            (&other, &active)
+        } else {
+            (&active, &other)
+        };
+        self.inner.supervisor.on_transition(self.slot, from, to);
     }
 
     fn context(&self) -> Result<PluginContext> {

@@ -163,11 +163,12 @@ fn write_slowly(path: &Path, bytes: &[u8], chunks: usize, pause: Duration) {
 #[test]
 fn a_library_written_slowly_is_loaded_once_and_complete() {
     let dir = PluginDir::with(&["hello"]);
-    let host = WatchedHost::start(dir.path(), &[]);
+    // A settle interval ten times the writer's pauses, so a busy machine
+    // delaying the writer does not make a pause look like the end.
+    let host = WatchedHost::start(dir.path(), &["--settle-ms", "1500"]);
     let counter = std::fs::read(&built_libraries(&["counter"])[0]).unwrap();
     let target = dir.library("counter");
-    // 20 chunks, 150 ms apart: three seconds of a half-written file, each pause
-    // shorter than the settle interval.
+    // 20 chunks, 150 ms apart: three seconds of a half-written file.
     write_slowly(&target, &counter, 20, Duration::from_millis(150));
     let added = host.wait_for("counter to be added", |l| {
         l.starts_with("out: watch: added counter ")

@@ -23,6 +23,8 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
+    // A phase of the load profile (`plugin-host run --profile`).
+    let _span = tracing::debug_span!("discover", dir = %dir.display()).entered();
     let entries = std::fs::read_dir(&dir).map_err(|e| Error::DirUnreadable {
         path: dir.clone(),
         reason: e.to_string(),

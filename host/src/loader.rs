@@ -124,8 +124,9 @@ pub fn open_library(path: &Path) -> Result<LoadedLibrary> {
 
 /// Opens the file `open_path` (a private shadow copy when it differs from
 /// `path`) on behalf of the plugin file `path`: errors and metadata name `path`.
-/// With [`LayoutCheck::AlreadyVerified`] the layout check is skipped (the version
-/// check still runs). Blocking: runs the library's constructors.
+/// With [`LayoutCheck::AlreadyVerified`] the layout check and the regular-file
+/// `stat` are skipped (the token vouches for a file's bytes; the version check
+/// still runs). Blocking: runs the library's constructors.
 pub fn open_library_as(
     path: &Path,
     open_path: &Path,
@@ -142,6 +143,8 @@ pub(crate) fn check_library(
     open_path: &Path,
     layout: LayoutCheck,
 ) -> std::result::Result<LoadedLibrary, Rejection> {
+    // A phase of the load profile (`plugin-host run --profile`).
+    let _span = tracing::debug_span!("open", file = %path.display()).entered();
     let shadow = (open_path != path).then(|| open_path.to_path_buf());
     let (module, metadata) =
         open_checked_file(open_path, layout).map_err(|r| r.readdressed(open_path, path))?;
@@ -166,13 +169,18 @@ fn open_checked_file(
             reason: "the loader only opens absolute paths".to_owned(),
         });
     }
-    let meta = std::fs::metadata(path).map_err(|e| Rejection::OpenFailed {
-        reason: e.to_string(),
-    })?;
-    if !meta.is_file() {
-        return Err(Rejection::Refused {
-            reason: "not a regular file".to_owned(),
-        });
+    // An already-verified file is a shadow copy admission has just checked
+    // (regular, private, the expected size) or written: no second `stat` on
+    // the opener's critical path. Anything else is checked here.
+    if matches!(layout, LayoutCheck::Verify) {
+        let meta = std::fs::metadata(path).map_err(|e| Rejection::OpenFailed {
+            reason: e.to_string(),
+        })?;
+        if !meta.is_file() {
+            return Err(Rejection::Refused {
+                reason: "not a regular file".to_owned(),
+            });
+        }
     }
     // Windows: load with a search path that excludes the current directory
     // first; abi_stable's open below then reuses that module.

@@ -161,7 +161,9 @@ async fn call_inner(args: CallArgs, data: &mut CallData) -> Result<Value, Failur
     let manager = open_manager(&operands.dirs, &state_dir, &args.safety)
         .await
         .map_err(usage)?;
-    let report = manager.load_plugin_dirs().await;
+    let report = manager
+        .load_plugin_dirs_with_progress(crate::progress::observer())
+        .await;
     for (path, err) in &report.failed {
         if matches!(err, Error::DirUnreadable { .. }) {
             return Err(usage(err.to_string()));

@@ -1,12 +1,14 @@
 //! `plugin-host`: list, check, lock and run native plugins.
 
 mod call;
+mod checkpoint;
 mod explain;
 mod inspect;
 mod json;
 mod list;
 mod lock;
 mod new;
+mod profile;
 mod progress;
 mod run;
 mod safety_args;
@@ -105,6 +107,7 @@ enum Command {
     /// Load and initialize the plugins in dependency order, show their status,
     /// then run until Ctrl-C / SIGTERM (or, with --once, stop at once) and shut
     /// everything down cleanly, saving each plugin's state.
+    #[command(after_help = run::EXIT_CODES)]
     Run {
         /// Where plugin state is kept between runs (default: $XDG_STATE_HOME/plugin-host/state,
         /// else ~/.local/state/plugin-host/state).
@@ -113,10 +116,28 @@ enum Command {
         /// Shut down right after initializing.
         #[arg(long, conflicts_with = "watch")]
         once: bool,
+        /// Print one JSON document at exit (status tables, skipped files,
+        /// failures, checkpoints, and the profile with --profile) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Measure startup: time per plugin and per phase (discover, permission
+        /// check, copy, hash, probe, open, register, resolve, restore state,
+        /// initialize) and the critical path, printed after the started table.
+        #[arg(long)]
+        profile: bool,
+        /// Exit 0 even when plugins failed to start, stop or save (they are
+        /// still reported); usage and setup errors still exit 2.
+        #[arg(long)]
+        allow_failures: bool,
+        /// Save every active plugin's state this often while running, e.g. 30s,
+        /// 5m, 1h 30m (SIGHUP saves at once too, on Unix).
+        #[arg(long, value_name = "DURATION", value_parser = checkpoint::parse_interval, conflicts_with = "once")]
+        checkpoint_every: Option<std::time::Duration>,
         /// Follow the plugin directories while running: a changed library is
         /// reloaded, a new one admitted and started, a deleted one stopped and
-        /// removed. One status line per change.
-        #[arg(long)]
+        /// removed. One status line per change (so not with --json, whose
+        /// stdout is one document).
+        #[arg(long, conflicts_with = "json")]
         watch: bool,
         /// With --watch: stop the running dependents of a deleted library's
         /// plugin with it (instead of keeping it running), and restart those a
@@ -257,19 +278,28 @@ fn main() -> ExitCode {
         Command::Run {
             state_dir,
             once,
+            json,
+            profile,
+            allow_failures,
+            checkpoint_every,
             watch,
             cascade,
             settle_ms,
             safety,
             dirs,
         } => {
-            if watch {
-                // Admitting a new file admits its directory again: the libraries
-                // already running are refused there as duplicates, which is
-                // expected, not worth a warning.
-                init_tracing("info,plugbay_host::manager::directory=error");
+            // Admitting a new file under --watch admits its directory again:
+            // the libraries already running are refused there as duplicates,
+            // which is expected, not worth a warning.
+            let filter = if watch {
+                "info,plugbay_host::manager::directory=error"
             } else {
-                init_tracing("info");
+                "info"
+            };
+            let profile = profile.then(profile::Recorder::default);
+            match &profile {
+                Some(recorder) => profile::init_tracing(filter, recorder),
+                None => init_tracing(filter),
             }
             block_on(run::run(run::RunArgs {
                 dirs,
@@ -280,6 +310,10 @@ fn main() -> ExitCode {
                     settle: std::time::Duration::from_millis(settle_ms),
                 }),
                 safety,
+                json,
+                profile,
+                allow_failures,
+                checkpoint_every,
             }))
         }
         Command::Call {

@@ -20,6 +20,14 @@ pub fn scan(dirs: &[PathBuf], config: &SafetyConfig) -> Result<ScanReport> {
     report
 }
 
+/// An observer for [`plugbay_host::PluginManager::load_plugin_dirs_with_progress`]:
+/// the same line on a terminal (nothing otherwise), erased as each directory's
+/// admission completes.
+pub fn observer() -> impl FnMut(Progress) + Send + 'static {
+    let mut line = ProgressLine::new(std::io::stderr(), std::io::stderr().is_terminal());
+    move |p| line.update_and_finish(p)
+}
+
 /// The text of the line.
 fn text(p: Progress) -> String {
     format!("checking plugin libraries: {} of {}", p.done, p.total)
@@ -59,6 +67,15 @@ impl<W: Write> ProgressLine<W> {
         self.last_draw = Some(Instant::now());
     }
 
+    /// [`ProgressLine::update`], then [`ProgressLine::clear`] once every file
+    /// has its verdict.
+    fn update_and_finish(&mut self, p: Progress) {
+        self.update(p);
+        if p.total > 0 && p.done >= p.total {
+            self.clear();
+        }
+    }
+
     fn clear(&mut self) {
         if self.enabled && self.width > 0 {
             let _ = write!(self.out, "\r{:width$}\r", "", width = self.width);
@@ -80,6 +97,20 @@ mod tests {
                 total: 200
             }),
             "checking plugin libraries: 37 of 200"
+        );
+    }
+
+    #[test]
+    fn an_observer_line_erases_itself_when_the_directory_is_done() {
+        let mut line = ProgressLine::new(Vec::new(), true);
+        line.update_and_finish(Progress { done: 0, total: 2 });
+        line.update_and_finish(Progress { done: 2, total: 2 });
+        let blank = " ".repeat("checking plugin libraries: 2 of 2".len());
+        assert_eq!(
+            String::from_utf8(line.out).unwrap(),
+            format!(
+                "\rchecking plugin libraries: 0 of 2\rchecking plugin libraries: 2 of 2\r{blank}\r"
+            )
         );
     }
 

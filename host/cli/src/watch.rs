@@ -29,7 +29,7 @@ use std::time::Duration;
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use plugbay_host::PluginManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use settle::{Fingerprint, Settler, Snapshot};
@@ -58,6 +58,37 @@ pub struct WatchOptions {
     pub cascade: bool,
     /// See [`DEFAULT_SETTLE`].
     pub settle: Duration,
+}
+
+/// A watch running on its own task, beside `run`'s wait for a stop signal and
+/// its checkpoints (which take plugins' lifecycle locks, as reloads do: neither
+/// may be paused while the other waits for one).
+pub struct Watching {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Starts watching `dirs` for `manager` (see [`watch`]).
+    pub fn start(manager: PluginManager, dirs: Vec<PathBuf>, options: WatchOptions) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async {
+                // A dropped sender stops the watch too.
+                let _ = stopped.await;
+            };
+            watch(&manager, &dirs, &options, stopped).await;
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the watch, letting a change being applied finish first.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            status_problem(&format!("the watch ended abnormally: {e}"));
+        }
+    }
 }
 
 /// One watched directory.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::PluginManager;
 use crate::error::{Error, Result};
 use crate::ffi::FfiPlugin;
-use crate::safety::admit_dirs_async;
+use crate::safety::{admit_dirs_observed, Admission, Progress, ProgressObserver};
 
 /// A library registered by [`PluginManager::load_directory`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +48,28 @@ impl PluginManager {
     /// that fails gets its own error in the report; the others are still
     /// registered. Fails as a whole only when the directory cannot be read.
     pub async fn load_directory(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
-        let dir = dir.as_ref();
+        self.load_directory_observed(dir.as_ref(), None).await.0
+    }
+
+    /// [`PluginManager::load_directory`] with an optional progress observer,
+    /// which is handed back for the next directory.
+    async fn load_directory_observed(
+        &self,
+        dir: &Path,
+        progress: Option<ProgressObserver>,
+    ) -> (Result<DirectoryReport>, Option<ProgressObserver>) {
         // Discovery, permission checks, the preflight probe (or its cache) and
         // shadow copies run on the pipeline's admission thread, the opening on
         // its opener thread: none on the async workers.
-        let admission =
-            admit_dirs_async(vec![dir.to_path_buf()], self.config().safety().clone()).await?;
+        let safety = self.config().safety().clone();
+        let (admission, progress) =
+            admit_dirs_observed(vec![dir.to_path_buf()], safety, progress).await;
+        (admission.and_then(|a| self.register_admitted(a)), progress)
+    }
+
+    /// Registers the libraries `admission` admitted; its refusals become the
+    /// report's failures.
+    fn register_admitted(&self, admission: Admission) -> Result<DirectoryReport> {
         if let Some(e) = admission.report.files.iter().find_map(|f| match &f.error {
             Some(e @ Error::DirUnreadable { .. }) => Some(e.clone()),
             _ => None,
@@ -79,7 +95,8 @@ impl PluginManager {
                 .iter()
                 .find(|f| f.path == path)
                 .and_then(|f| f.content_id.clone());
-            match self.register_plugin(Arc::new(FfiPlugin::new(library))) {
+            let span = tracing::debug_span!("register", plugin = %name);
+            match span.in_scope(|| self.register_plugin(Arc::new(FfiPlugin::new(library)))) {
                 Ok(id) => {
                     if let (Some(content_id), Ok(slot)) = (content_id, self.inner.slot(id)) {
                         // What a reload compares a new file with (identical: a no-op).
@@ -101,9 +118,30 @@ impl PluginManager {
     /// [`PluginManager::load_directory`] for every configured plugin directory;
     /// an unreadable directory is an error entry in the report.
     pub async fn load_plugin_dirs(&self) -> DirectoryReport {
+        self.load_plugin_dirs_observed(None).await
+    }
+
+    /// [`PluginManager::load_plugin_dirs`], calling `progress` on the admission
+    /// thread as each directory is listed and each file gets its verdict, for a
+    /// progress display. It counts one directory at a time: `done` of that
+    /// directory's `total` files. Keep it quick: admission waits for it.
+    pub async fn load_plugin_dirs_with_progress(
+        &self,
+        progress: impl FnMut(Progress) + Send + 'static,
+    ) -> DirectoryReport {
+        self.load_plugin_dirs_observed(Some(Box::new(progress)))
+            .await
+    }
+
+    async fn load_plugin_dirs_observed(
+        &self,
+        mut progress: Option<ProgressObserver>,
+    ) -> DirectoryReport {
         let mut report = DirectoryReport::default();
         for dir in self.config().plugin_dirs().to_vec() {
-            match self.load_directory(&dir).await {
+            let (result, observer) = self.load_directory_observed(&dir, progress).await;
+            progress = observer;
+            match result {
                 Ok(r) => report.merge(r),
                 Err(e) => report.failed.push((dir, e)),
             }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::lifecycle::PluginState;
 use super::plugin_code::{run_phase, Phase};
 use super::reentry;
@@ -33,20 +35,29 @@ impl Inner {
         if slot.state().is_active() {
             return Ok(());
         }
-        let holds = self.hold_dependencies(slot)?;
+        // The load profile's phases (`plugin-host run --profile`): `resolve`
+        // finds and holds this plugin's dependencies; `restore_state` and
+        // `initialize` follow.
+        let holds = tracing::debug_span!("resolve", plugin = %slot.name)
+            .in_scope(|| self.hold_dependencies(slot))?;
         slot.gate.set_holds(holds);
         if let Err(e) = self.transition(slot, PluginState::Initializing) {
             self.release_holds(slot);
             return Err(e);
         }
         let started = tokio::time::Instant::now();
-        let outcome = match self.restore_state(slot).await {
+        let restored = self
+            .restore_state(slot)
+            .instrument(tracing::debug_span!("restore_state", plugin = %slot.name))
+            .await;
+        let outcome = match restored {
             Ok(()) => {
                 let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
                 let work = reentry::entering(slot.id, slot.plugin.initialize(ctx));
                 // Restoring and initializing share the init deadline.
                 let left = self.config.init_timeout().saturating_sub(started.elapsed());
                 run_phase(&slot.name, Phase::Initialize, left.max(MIN_PHASE), work)
+                    .instrument(tracing::debug_span!("initialize", plugin = %slot.name))
                     .await
                     .map_err(|e| match e {
                         // Name the configured deadline, the one the user can raise.

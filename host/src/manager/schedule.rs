@@ -40,6 +40,8 @@ impl Inner {
     /// Resolves the registered plugins: a lock-free snapshot of the registry,
     /// then the resolver with no lock held.
     pub(crate) fn plan(&self) -> Plan {
+        // The load profile's `resolve` of the whole set (no `plugin` field).
+        let _span = tracing::debug_span!("resolve").entered();
         let mut slots = self.registry.snapshot();
         // In name order, the order the resolver works in: then its passes read
         // the nodes (and the copies they own) front to back instead of jumping

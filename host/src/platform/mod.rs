@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | file identity for the scan cache ([`FileStamp`]) | device + inode + mtime + ctime from `stat` | volume serial + file index + last-write time from `GetFileInformationByHandle` |
 //! | permission checks (`check_owner_and_mode`) | refuse group/other-writable or foreign-owned files and dirs | **not enforced**: a logged warning, once per process ([`PERMISSIONS_ENFORCED`] is `false`) |
-//! | shadow copies | private dir 0700, temp file 0600, copy made read-only 0500, reuse checks owner and mode | the per-user temp/work dir's default ACL; copy made read-only (attribute), reuse checks it |
+//! | shadow copies | private dir 0700, temp file 0600 (space reserved first on Linux: `fallocate`), copy made read-only 0500, reuse checks owner and mode | the per-user temp/work dir's default ACL; copy made read-only (attribute), reuse checks it |
 //! | background priority | nice 10 per thread (Linux), probe child at nice 10 | `THREAD_PRIORITY_BELOW_NORMAL`, probe child in `BELOW_NORMAL_PRIORITY_CLASS` |
 //! | probe channel | a socketpair on fd 3; stdin/stdout/stderr are `/dev/null` | the child's stdin/stdout pipes, moved to private handles before any library is opened; std handles then point to `NUL` |
 //! | exit reasons ([`ExitReason`]) | signals, named (`SIGSEGV (signal 11)`) | NTSTATUS exception codes, named (`STATUS_ACCESS_VIOLATION (0xC0000005)`) |
@@ -31,8 +31,9 @@ pub(crate) use windows as imp;
 
 pub(crate) use imp::{
     check_owner_and_mode, default_work_dir_name, exit_reason, file_stamp, is_private_copy,
-    lower_current_thread, make_read_only, open_file_stamp, prepare_library, private_file_options,
-    secure_private_dir, take_child_channel, ProbeChannel, CHANNEL_NAME, PERMISSIONS_ENFORCED,
+    lower_current_thread, make_read_only, open_file_stamp, preallocate, prepare_library,
+    private_file_options, secure_private_dir, take_child_channel, ProbeChannel, CHANNEL_NAME,
+    PERMISSIONS_ENFORCED,
 };
 
 /// What identifies one version of a file without reading it: which file

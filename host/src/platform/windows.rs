@@ -125,6 +125,10 @@ pub(crate) fn private_file_options() -> OpenOptions {
     OpenOptions::new()
 }
 
+/// Reserves space for a new shadow copy: nothing on Windows (the plain writes
+/// are what the Unix side falls back to as well).
+pub(crate) fn preallocate(_file: &std::fs::File, _size: u64) {}
+
 /// Marks a finished shadow copy read-only (the attribute; the loaded `.dll`
 /// is locked against writes by the OS anyway).
 pub(crate) fn make_read_only(path: &Path) -> io::Result<()> {

@@ -157,7 +157,9 @@ pub(crate) fn seal_copy(
     // Hash the sealed bytes in place: a read-only mapping of a file that can no
     // longer shrink (so no SIGBUS) or change (so these are the bytes the probe
     // and the host will map).
-    let Some(hashes) = hash_sealed(fd, total, want_sha256) else {
+    let Some(hashes) =
+        tracing::debug_span!("hash").in_scope(|| hash_sealed(fd, total, want_sha256))
+    else {
         // SAFETY: `fd` is ours and was handed to nobody.
         drop(unsafe { File::from_raw_fd(fd) });
         return Ok(None);

@@ -40,4 +40,5 @@ pub mod verdict;
 pub use config::{default_work_dir, SafetyConfig, SafetyConfigBuilder};
 pub use integrity::write_lockfile;
 pub use pipeline::{admit_dirs, admit_dirs_async, scan_dirs, scan_dirs_with_progress};
+pub(crate) use pipeline::{admit_dirs_observed, ProgressObserver};
 pub use report::{Admission, FileReport, FileStatus, PermissionCheck, Progress, ScanReport};

@@ -60,20 +60,41 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
 /// [`admit_dirs`] on a dedicated thread at background CPU priority, so the
 /// runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
+    admit_dirs_observed(dirs, config, None).await.0
+}
+
+/// A progress observer that may run on the admission thread.
+pub(crate) type ProgressObserver = Box<dyn FnMut(Progress) + Send>;
+
+/// [`admit_dirs_async`], calling `progress` (if any) on the admission thread
+/// after each directory is listed and each time a file gets its verdict; hands
+/// the observer back for the next admission.
+pub(crate) async fn admit_dirs_observed(
+    dirs: Vec<PathBuf>,
+    config: SafetyConfig,
+    mut progress: Option<ProgressObserver>,
+) -> (Result<Admission>, Option<ProgressObserver>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("plugin-admission".into())
         .spawn(move || {
             crate::platform::lower_current_thread();
-            let _ = tx.send(admit_dirs(&dirs, &config));
+            let admission = Pipeline::new(&config, true).and_then(|mut pipeline| {
+                if let Some(progress) = progress.as_mut() {
+                    pipeline.progress = Some(progress.as_mut());
+                }
+                pipeline.run(&dirs)
+            });
+            let _ = tx.send((admission, progress));
         });
     if let Err(e) = spawned {
-        return Err(Error::Config(format!(
-            "cannot start the admission thread: {e}"
-        )));
+        let error = Error::Config(format!("cannot start the admission thread: {e}"));
+        return (Err(error), None);
     }
-    rx.await
-        .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
+    rx.await.unwrap_or_else(|_| {
+        let error = Error::Config("the admission thread failed".into());
+        (Err(error), None)
+    })
 }
 
 /// Admits one library file (not a directory): the same checks, shadow copy,
@@ -103,6 +124,8 @@ struct Copied {
     identity: FileIdentity,
     hashes: Hashes,
     shadow: PathBuf,
+    /// The load profile's `probe` span: open from submission until the verdict.
+    probe: tracing::Span,
 }
 
 struct Pipeline<'a> {
@@ -263,7 +286,8 @@ impl<'a> Pipeline<'a> {
 
     /// Checks, copies and decides (or hands to the probe) one file.
     fn admit_one(&mut self, index: usize, path: &Path, canonical_dir: &Path) -> Result<()> {
-        let candidate = permissions::check_file(path, canonical_dir, self.config)?;
+        let candidate = tracing::debug_span!("permission_check", file = %path.display())
+            .in_scope(|| permissions::check_file(path, canonical_dir, self.config))?;
         // `check_file` gives a non-symlink the canonical path dir + name (a
         // symlink resolves elsewhere: a link to itself is an error), so this
         // costs no extra `lstat`.
@@ -311,20 +335,23 @@ impl<'a> Pipeline<'a> {
                     Some(entry),
                 ),
                 Some(shadow) => {
-                    let hashes =
-                        hash_file(&candidate.canonical, want_sha256).map_err(unreadable)?;
+                    let hashes = tracing::debug_span!("hash", file = %path.display())
+                        .in_scope(|| hash_file(&candidate.canonical, want_sha256))
+                        .map_err(unreadable)?;
                     if hashes.content_id == entry.content_id {
                         self.cache.confirm(&identity.canonical_path);
                         (hashes, shadow, Some(entry))
                     } else {
-                        let (hashes, shadow) =
-                            self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                        let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                            .in_scope(|| {
+                                self.copy_in(&candidate.canonical, &identity, want_sha256)
+                            })?;
                         (hashes, shadow, None)
                     }
                 }
                 None => {
-                    let (hashes, shadow) =
-                        self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                    let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                        .in_scope(|| self.copy_in(&candidate.canonical, &identity, want_sha256))?;
                     let same = hashes.content_id == entry.content_id;
                     if same && racy {
                         self.cache.confirm(&identity.canonical_path);
@@ -333,8 +360,8 @@ impl<'a> Pipeline<'a> {
                 }
             },
             None => {
-                let (hashes, shadow) =
-                    self.copy_in(&candidate.canonical, &identity, want_sha256)?;
+                let (hashes, shadow) = tracing::debug_span!("copy", file = %path.display())
+                    .in_scope(|| self.copy_in(&candidate.canonical, &identity, want_sha256))?;
                 (hashes, shadow, None)
             }
         };
@@ -342,7 +369,8 @@ impl<'a> Pipeline<'a> {
         if want_sha256 && hashes.sha256.is_none() {
             // A cache hit recorded without an allowlist: hash the private copy,
             // which holds exactly the bytes that will be mapped, and remember it.
-            let sha = hash_file(&shadow, true)
+            let sha = tracing::debug_span!("hash", file = %path.display())
+                .in_scope(|| hash_file(&shadow, true))
                 .map_err(unreadable)?
                 .sha256
                 .unwrap_or_default();
@@ -363,6 +391,7 @@ impl<'a> Pipeline<'a> {
             identity,
             hashes,
             shadow,
+            probe: tracing::Span::none(),
         };
         if let Some(entry) = entry {
             self.admission.report.cache_hits += 1;
@@ -384,6 +413,10 @@ impl<'a> Pipeline<'a> {
                 self.worker = Some(worker);
             }
             self.admission.report.probed += 1;
+            let copied = Copied {
+                probe: tracing::debug_span!(parent: None, "probe", file = %path.display()),
+                ..copied
+            };
             if let Some(worker) = &self.worker {
                 worker.submit(index, copied.shadow.clone());
             }
@@ -450,9 +483,10 @@ impl<'a> Pipeline<'a> {
 
     /// A probe outcome arrived for file `index`; the probe worked `took` on it.
     fn on_probed(&mut self, index: usize, outcome: ProbeOutcome, took: Duration) {
-        let Some(copied) = self.waiting.remove(&index) else {
+        let Some(mut copied) = self.waiting.remove(&index) else {
             return;
         };
+        drop(std::mem::replace(&mut copied.probe, tracing::Span::none()));
         let verdict = match outcome {
             ProbeOutcome::Verdict(Verdict::Compatible { plugin }) => {
                 CachedVerdict::Compatible { plugin }

@@ -15,7 +15,12 @@
 //! Hashing: the content id is BLAKE3 (a 256-bit cryptographic hash, SIMD, about
 //! 2.5× faster than SHA-256 with SHA-NI here). SHA-256 is what allowlists list,
 //! so it is computed too — in the same pass — only when an allowlist is
-//! configured ([`Hashes::sha256`]).
+//! configured ([`Hashes::sha256`]). The hash is always of the bytes written to
+//! the copy, read once: each chunk is written and hashed from the same buffer.
+//! Large files (from `OVERLAP_MIN`, 2 MiB) are hashed on a helper thread while the
+//! next chunks are read and written, so the copy and the hash overlap on two
+//! cores; the copy's space is reserved up front (Linux: `fallocate`), which
+//! takes the per-block reservation out of every write on ext4.
 //!
 //! On Windows shadow copies matter even more: a loaded `.dll` cannot be
 //! overwritten or deleted, so without them a plugin author could not rebuild
@@ -174,29 +179,23 @@ impl ShadowDir {
             .create_new(true)
             .open(&tmp)
             .map_err(shadow_err)?;
-        let result = (|| {
-            let mut hasher = Hasher::new(want_sha256);
-            let mut buf = vec![0u8; CHUNK];
-            let mut total = 0u64;
-            loop {
-                let n = match src.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(refuse(format!("reading it failed: {e}"))),
-                };
-                hasher.update(&buf[..n]);
-                dst.write_all(&buf[..n]).map_err(shadow_err)?;
-                total += n as u64;
-            }
-            if total != expected.size {
-                return Err(refuse(format!(
-                    "it changed size while being copied ({} bytes expected, {total} read); scan again",
-                    expected.size
-                )));
-            }
-            Ok(hasher.finish())
-        })();
+        // Best effort: a copy that ends up shorter is refused by the size check.
+        platform::preallocate(&dst, expected.size);
+        let result = copy_hashing(&mut src, &mut dst, expected.size, want_sha256)
+            .map_err(|failure| match failure {
+                CopyFailure::Read(e) => refuse(format!("reading it failed: {e}")),
+                CopyFailure::Write(e) => shadow_err(e),
+            })
+            .and_then(|(hashes, total)| {
+                if total == expected.size {
+                    Ok(hashes)
+                } else {
+                    Err(refuse(format!(
+                        "it changed size while being copied ({} bytes expected, {total} read); scan again",
+                        expected.size
+                    )))
+                }
+            });
         drop(dst);
         let hashes = match result {
             Ok(hashes) => hashes,
@@ -220,6 +219,148 @@ impl ShadowDir {
     }
 }
 
+/// Files at least this large are hashed on a helper thread while they are
+/// copied ([`copy_hashing`]); smaller ones in line (a thread per file would
+/// cost more than it overlaps, and on a cold scan the probe keeps the other
+/// core busy anyway).
+pub(crate) const OVERLAP_MIN: u64 = 2 * 1024 * 1024;
+/// Chunk size of the overlapped copy: few hand-overs per file, each buffer
+/// still small enough to stay in L2 between the write and the hash.
+const OVERLAP_CHUNK: usize = 64 * 1024;
+/// Buffers circulating between the copying and the hashing thread.
+const OVERLAP_BUFFERS: usize = 8;
+
+/// Why [`copy_hashing`] stopped.
+#[derive(Debug)]
+pub(crate) enum CopyFailure {
+    /// Reading the source failed.
+    Read(std::io::Error),
+    /// Writing the copy failed (or the hashing thread could not finish).
+    Write(std::io::Error),
+}
+
+/// Copies `src` to `dst` until the end of `src` and hashes exactly the bytes
+/// written (BLAKE3, and SHA-256 when `want_sha256`); returns the hashes and the
+/// number of bytes copied. `size` is the size the caller expects: from
+/// [`OVERLAP_MIN`] on, the hashing runs on a helper thread while this one goes
+/// on reading and writing (each chunk is written and hashed from the same
+/// immutable buffer, so the hash is the hash of the copy's bytes whatever the
+/// source does meanwhile); smaller files are hashed in line.
+pub(crate) fn copy_hashing(
+    src: &mut impl Read,
+    dst: &mut impl Write,
+    size: u64,
+    want_sha256: bool,
+) -> std::result::Result<(Hashes, u64), CopyFailure> {
+    if size >= OVERLAP_MIN {
+        if let Some(done) = copy_hashing_overlapped(src, dst, want_sha256) {
+            return done;
+        }
+    }
+    let mut hasher = Hasher::new(want_sha256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = read_some(src, &mut buf).map_err(CopyFailure::Read)?;
+        if n == 0 {
+            break;
+        }
+        // The load profile's `hash`, nested in the caller's `copy`.
+        tracing::debug_span!("hash").in_scope(|| hasher.update(&buf[..n]));
+        dst.write_all(&buf[..n]).map_err(CopyFailure::Write)?;
+        total += n as u64;
+    }
+    Ok((hasher.finish(), total))
+}
+
+/// [`copy_hashing`] with the hash on a helper thread; `None` if the thread
+/// cannot be started (the caller copies in line instead, from the start: nothing
+/// was read yet).
+fn copy_hashing_overlapped(
+    src: &mut impl Read,
+    dst: &mut impl Write,
+    want_sha256: bool,
+) -> Option<std::result::Result<(Hashes, u64), CopyFailure>> {
+    use std::sync::mpsc::sync_channel;
+    use std::sync::Arc;
+    // Chunks to hash go one way, emptied buffers come back; the hasher never
+    // blocks on the way back, so the two threads cannot wait for each other.
+    let (full_tx, full_rx) = sync_channel::<(Arc<Vec<u8>>, usize)>(OVERLAP_BUFFERS);
+    let (empty_tx, empty_rx) = sync_channel::<Arc<Vec<u8>>>(OVERLAP_BUFFERS);
+    for _ in 0..OVERLAP_BUFFERS {
+        let _ = empty_tx.send(Arc::new(vec![0u8; OVERLAP_CHUNK]));
+    }
+    // The load profile's `hash`: on the helper thread, beside (not inside) the
+    // caller's `copy`, so it is marked as overlapping it.
+    let copy_span = tracing::Span::current();
+    std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .name("plugin-hasher".into())
+            .spawn_scoped(scope, move || {
+                let _span =
+                    tracing::debug_span!(parent: &copy_span, "hash", overlapped = true).entered();
+                let mut hasher = Hasher::new(want_sha256);
+                for (chunk, n) in full_rx {
+                    hasher.update(&chunk[..n]);
+                    // Never waits: a buffer the channel has no room for (or that
+                    // the copier, having stopped, will not take) is just freed.
+                    let _ = empty_tx.try_send(chunk);
+                }
+                hasher.finish()
+            })
+            .ok()?;
+        let mut total = 0u64;
+        let copied = loop {
+            // The hasher holds every other buffer only while hashing it.
+            let mut chunk = empty_rx
+                .recv()
+                .unwrap_or_else(|_| Arc::new(vec![0u8; OVERLAP_CHUNK]));
+            if Arc::get_mut(&mut chunk).is_none() {
+                chunk = Arc::new(vec![0u8; OVERLAP_CHUNK]);
+            }
+            let Some(buf) = Arc::get_mut(&mut chunk) else {
+                break Err(CopyFailure::Write(std::io::Error::other(
+                    "a copy buffer is still shared",
+                )));
+            };
+            let n = match read_some(src, buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(CopyFailure::Read(e)),
+            };
+            // Hashed and written from the same bytes, which nobody can change now.
+            if full_tx.send((Arc::clone(&chunk), n)).is_err() {
+                break Err(CopyFailure::Write(std::io::Error::other(
+                    "the hashing thread stopped",
+                )));
+            }
+            if let Err(e) = dst.write_all(&chunk[..n]) {
+                break Err(CopyFailure::Write(e));
+            }
+            total += n as u64;
+        };
+        drop(full_tx);
+        let hashes = hashing.join();
+        Some(match (copied, hashes) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Ok(hashes)) => Ok((hashes, total)),
+            (Ok(()), Err(_)) => Err(CopyFailure::Write(std::io::Error::other(
+                "the hashing thread failed",
+            ))),
+        })
+    })
+}
+
+/// One `read`, retried when interrupted.
+fn read_some(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match src.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// The hashes of a file's bytes (SHA-256 too when `want_sha256`), read in chunks
 /// (never mapped: a file truncated while mapped would raise SIGBUS).
 pub fn hash_file(path: &Path, want_sha256: bool) -> std::io::Result<Hashes> {
@@ -227,12 +368,10 @@ pub fn hash_file(path: &Path, want_sha256: bool) -> std::io::Result<Hashes> {
     let mut hasher = Hasher::new(want_sha256);
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = read_some(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finish())
@@ -301,5 +440,121 @@ mod tests {
         let err = shadow.copy_in(&original, &id, false).unwrap_err();
         assert!(matches!(err, Error::Refused { .. }), "{err}");
         assert!(err.to_string().contains("changed"), "{err}");
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), so chunk boundaries
+    /// matter to the hash.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_file_hashed_while_copying_matches_a_straight_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = ShadowDir::open(&tmp.path().join("shadow")).unwrap();
+        let original = tmp.path().join("big.so");
+        // Past the overlap threshold and not a whole number of chunks.
+        let bytes = noise(OVERLAP_MIN as usize * 2 + 12_345, 7);
+        std::fs::write(&original, &bytes).unwrap();
+        let id =
+            FileIdentity::new(original.clone(), &std::fs::metadata(&original).unwrap()).unwrap();
+        let (hashes, copy) = shadow.copy_in(&original, &id, true).unwrap();
+        assert_eq!(hashes.content_id, blake3::hash(&bytes).to_hex().as_str());
+        assert_eq!(
+            hashes.sha256.as_deref(),
+            Some(format!("{:x}", Sha256::digest(&bytes)).as_str())
+        );
+        assert_eq!(hashes, hash_file(&original, true).unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), bytes);
+        let (without_sha, _) = shadow.copy_in(&original, &id, false).unwrap();
+        assert_eq!(without_sha.content_id, hashes.content_id);
+        assert_eq!(without_sha.sha256, None);
+    }
+
+    /// A source whose bytes change while it is being read (a file rewritten in
+    /// place during admission): each read returns the next chunk of `first`
+    /// until `switch_at`, then of `second`.
+    struct Changing {
+        first: Vec<u8>,
+        second: Vec<u8>,
+        switch_at: usize,
+        at: usize,
+    }
+
+    impl Read for Changing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let source = if self.at < self.switch_at {
+                &self.first
+            } else {
+                &self.second
+            };
+            let n = buf.len().min(source.len() - self.at).min(100_000);
+            buf[..n].copy_from_slice(&source[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_content_id_names_the_bytes_written_even_if_the_source_changes_midway() {
+        for len in [300_000, OVERLAP_MIN as usize + 700_000] {
+            let first = noise(len, 1);
+            let second = noise(len, 2);
+            let mut src = Changing {
+                first: first.clone(),
+                second,
+                switch_at: len / 2,
+                at: 0,
+            };
+            let mut written = Vec::new();
+            let (hashes, total) = copy_hashing(&mut src, &mut written, len as u64, true).unwrap();
+            assert_eq!(total as usize, len);
+            assert_ne!(written, first, "the source did change midway");
+            // What gets checked and mapped is the copy: its hash is the one reported.
+            assert_eq!(hashes.content_id, blake3::hash(&written).to_hex().as_str());
+            assert_eq!(
+                hashes.sha256,
+                Some(format!("{:x}", Sha256::digest(&written)))
+            );
+        }
+    }
+
+    #[test]
+    fn read_and_write_failures_are_told_apart() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for size in [10, OVERLAP_MIN] {
+            let err = copy_hashing(&mut Failing, &mut Vec::new(), size, false).unwrap_err();
+            assert!(
+                matches!(&err, CopyFailure::Read(e) if e.to_string() == "disk gone"),
+                "{err:?}"
+            );
+            let bytes = noise(size as usize, 3);
+            let err = copy_hashing(&mut &bytes[..], &mut Failing, size, false).unwrap_err();
+            assert!(
+                matches!(&err, CopyFailure::Write(e) if e.to_string() == "disk full"),
+                "{err:?}"
+            );
+        }
     }
 }

@@ -138,7 +138,8 @@ fn hostile_dir_list_check_and_run_end_normally_and_name_every_bad_file() {
             "{file}: the error must name the file: {error}"
         );
     }
-    // `check` fails on the same directory; `run --once` starts the good plugins.
+    // `check` fails on the same directory; `run --once` starts the good plugins
+    // and exits 1 for the skipped files.
     let (code, _, stderr) = run_plugin_host(&["check".as_ref(), "--work-dir".as_ref(), work, dir]);
     assert_eq!(code, Some(1), "check must fail on a hostile dir\n{stderr}");
     let state = tempfile::tempdir().unwrap();
@@ -151,7 +152,7 @@ fn hostile_dir_list_check_and_run_end_normally_and_name_every_bad_file() {
         work,
         dir,
     ]);
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     for name in crate::safety_support::GOOD {
         assert!(
             stdout

@@ -15,6 +15,8 @@ mod cli_inspect;
 #[cfg(unix)]
 mod cli_output;
 #[cfg(unix)]
+mod cli_run;
+#[cfg(unix)]
 mod cli_watch;
 #[cfg(unix)]
 mod compat;

@@ -128,3 +128,45 @@ fn hostile_dir_admits_the_good_and_names_every_bad_file() {
     assert_eq!(json["files"].as_array().unwrap().len(), report.files.len());
     assert!(report.probe_processes_started >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managers_admission_progress_counts_each_directory_up_to_its_files() {
+    use std::sync::{Arc, Mutex};
+
+    use integration_tests::PluginDir;
+    use plugbay_host::{ManagerConfig, PluginManager, Progress};
+
+    let first = PluginDir::with(&["hello", "counter"]);
+    first.write("x.so", b"not a library\n");
+    let second = PluginDir::with(&["greeter"]);
+    let work = tempfile::tempdir().unwrap();
+    let config = ManagerConfig::builder()
+        .plugin_dir(first.path())
+        .plugin_dir(second.path())
+        .safety(crate::safety_support::config(work.path()))
+        .build()
+        .unwrap();
+    let manager = PluginManager::new(config);
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let report = manager
+        .load_plugin_dirs_with_progress(move |p| sink.lock().unwrap().push(p))
+        .await;
+    assert_eq!(report.registered.len(), 3, "{report:?}");
+    let seen: Vec<Progress> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|p| p.total > 0)
+        .collect();
+    // One run per directory: done never goes back within a directory's total,
+    // and each ends with every file counted (the bad file included).
+    let ends: Vec<(usize, usize)> = seen
+        .windows(2)
+        .filter(|w| w[1].total != w[0].total || w[1].done < w[0].done)
+        .map(|w| (w[0].done, w[0].total))
+        .chain(seen.last().map(|p| (p.done, p.total)))
+        .collect();
+    assert_eq!(ends, [(3, 3), (1, 1)], "{seen:?}");
+}

@@ -90,10 +90,15 @@ impl WatchedHost {
 
     /// Waits until a line matches `pred`; returns it. Fails with the whole output.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_for_after(0, what, pred)
+    }
+
+    /// [`WatchedHost::wait_for`] among the lines after the first `skip`.
+    fn wait_for_after(&self, skip: usize, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         let mut lines = self.output.lines.lock().unwrap();
         loop {
-            if let Some(line) = lines.iter().find(|l| pred(l)) {
+            if let Some(line) = lines.iter().skip(skip).find(|l| pred(l)) {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -385,4 +390,22 @@ fn a_broken_replacement_is_refused_and_the_old_version_keeps_running() {
     assert!(reloaded.contains("calls held"), "{reloaded}");
     let text = host.stop();
     assert!(!text.contains("watch: replaced"), "{text}");
+}
+
+#[test]
+fn checkpoints_go_on_while_the_watch_reloads() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let host = WatchedHost::start(dir.path(), &["--checkpoint-every", "100ms"]);
+    let next = built_libraries(&["fixture-counter-next"]).remove(0);
+    let temporary = dir.path().join(".libcounter.so.partial");
+    std::fs::copy(&next, &temporary).unwrap();
+    std::fs::rename(&temporary, dir.library("counter")).unwrap();
+    host.wait_for("counter to be reloaded", |l| {
+        l.starts_with("out: watch: reloaded counter 1.0.0 -> 1.1.0 ")
+    });
+    let reloaded_at = host.count(|_| true);
+    host.wait_for_after(reloaded_at, "a checkpoint after the reload", |l| {
+        l.contains("checkpoint") && l.contains("counter saved")
+    });
+    host.stop();
 }

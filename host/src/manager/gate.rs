@@ -14,11 +14,9 @@
 //! - the last admitted call to finish wakes the shutdown waiting for the drain,
 //!   and the shutdown registers for that wake-up before it checks the count
 //!   ([`Gate::drain_calls`]), so the wake-up cannot be lost;
-//! - a reload *holds* the gate ([`Gate::hold`]) only while the plugin is
-//!   `Active`: from then on a call is neither admitted nor refused but told to
-//!   wait ([`Admission::Held`]); the caller listens for the reopening before it
-//!   asks again ([`Gate::listen_reopen`]), and [`Gate::release_hold`] wakes every
-//!   waiting caller after it cleared the flag, so no caller waits past the reopening.
+//! - a reload *holds* an `Active` gate ([`Gate::hold`]): a call is then told to
+//!   wait ([`Admission::Held`]), listens before asking again, and
+//!   [`Gate::release_hold`] clears the hold before it wakes the listeners.
 //!
 //! The primitives come from the small [`sync`] shim: `parking_lot` and tokio's
 //! `Notify` in normal builds, loom's in the model checker (`--cfg plugbay_loom`,
@@ -270,19 +268,7 @@ impl Gate {
     /// with [`Gate::exit_call`]; a held one is not counted.
     pub(crate) fn admit(&self, plugin: &str) -> Result<Admission> {
         let mut cell = self.cell.lock();
-        if cell.removed {
-            return Err(Error::NotFoundByName(plugin.to_owned()));
-        }
-        if !cell.state.is_active() {
-            // A crashed plugin refuses calls with its crash (or its restart limit).
-            if let Some(crash) = cell.state.crash() {
-                return Err(crash.clone());
-            }
-            return Err(Error::NotActive {
-                plugin: plugin.to_owned(),
-                state: cell.state.to_string(),
-            });
-        }
+        cell.serving(plugin)?;
         if cell.held {
             return Ok(Admission::Held);
         }
@@ -301,15 +287,7 @@ impl Gate {
     /// registered; refused with [`Error::ReloadInProgress`] if already held.
     pub(crate) fn hold(&self, plugin: &str) -> Result<()> {
         let mut cell = self.cell.lock();
-        if cell.removed {
-            return Err(Error::NotFoundByName(plugin.to_owned()));
-        }
-        if !cell.state.is_active() {
-            return Err(Error::NotActive {
-                plugin: plugin.to_owned(),
-                state: cell.state.to_string(),
-            });
-        }
+        cell.serving(plugin)?;
         if cell.held {
             return Err(Error::ReloadInProgress {
                 plugin: plugin.to_owned(),
@@ -373,6 +351,26 @@ impl Gate {
     }
 }
 
+impl Cell {
+    /// Ok while the plugin is registered and Active; else why it serves no call.
+    fn serving(&self, plugin: &str) -> Result<()> {
+        if self.removed {
+            return Err(Error::NotFoundByName(plugin.to_owned()));
+        }
+        if !self.state.is_active() {
+            // A crashed plugin refuses calls with its crash (or its restart limit).
+            if let Some(crash) = self.state.crash() {
+                return Err(crash.clone());
+            }
+            return Err(Error::NotActive {
+                plugin: plugin.to_owned(),
+                state: self.state.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The names in a users map, sorted by name.
 fn sorted_names(users: &BTreeMap<Uuid, String>) -> Vec<String> {
     let mut names: Vec<String> = users.values().cloned().collect();
@@ -423,31 +421,20 @@ mod tests {
         gate.exit_call();
         drain.await;
     }
-}
-
-#[cfg(all(test, not(plugbay_loom)))]
-mod hold_tests {
-    use super::*;
 
     #[tokio::test]
     async fn a_held_gate_tells_calls_to_wait_and_the_release_wakes_them() {
         let gate = Gate::new();
         assert!(matches!(gate.hold("p"), Err(Error::NotActive { .. })));
-        gate.write_transition("p", PluginState::Initializing)
-            .unwrap();
-        gate.write_transition("p", PluginState::Active).unwrap();
+        for to in [PluginState::Initializing, PluginState::Active] {
+            gate.write_transition("p", to).unwrap();
+        }
         assert_eq!(gate.admit("p"), Ok(Admission::Admitted));
         gate.hold("p").unwrap();
-        assert!(matches!(
-            gate.hold("p"),
-            Err(Error::ReloadInProgress { .. })
-        ));
+        let again = gate.hold("p");
+        assert!(matches!(again, Err(Error::ReloadInProgress { .. })));
         let reopened = gate.listen_reopen();
-        assert_eq!(
-            gate.admit("p"),
-            Ok(Admission::Held),
-            "not admitted, not refused"
-        );
+        assert_eq!(gate.admit("p"), Ok(Admission::Held), "neither in nor out");
         let wait = reopened.wait();
         tokio::pin!(wait);
         assert!(futures::poll!(wait.as_mut()).is_pending());

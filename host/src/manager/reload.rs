@@ -137,7 +137,7 @@ pub struct ReloadOutcome {
 }
 
 /// A reload's progress, published like lifecycle events: on
-/// [`PluginManager::subscribe`] as a [`LifecycleEvent`] whose `reload` is set,
+/// [`PluginManager::subscribe`] as a [`crate::LifecycleEvent`] whose `reload` is set,
 /// and on the event bus as `plugbay.plugin.reload_started`,
 /// `plugbay.plugin.reloaded`, `plugbay.plugin.reload_rolled_back` and
 /// `plugbay.plugin.reload_failed`.

@@ -83,7 +83,10 @@ mod tests {
             json!({ "initializations": 1, "value": 2 })
         );
         assert_eq!(host.log_messages(), ["initialized 1 time(s)"]);
-        assert_eq!(counter.call("version", json!({})).unwrap(), json!("1.0.0"));
+        assert_eq!(
+            counter.call("version", json!({})).unwrap(),
+            json!(env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]

@@ -252,6 +252,9 @@ async fn a_replaced_file_is_reloaded_and_identical_bytes_are_a_no_op() {
     assert!(manager.unload_all_plugins().await.is_ok());
 }
 
+/// Says whether an error is the expected cause.
+type IsCause = fn(&Error) -> bool;
+
 /// The new file fails admission (each bad input in turn): the reload fails at
 /// step `admit` with the admission's own error, and 1.0.0 keeps serving with
 /// its state.
@@ -278,7 +281,7 @@ async fn a_bad_new_file_fails_at_admission_and_the_old_version_keeps_serving() {
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
     let hostile = integration_tests::c_library("ctor_segv");
     let broken_interface = integration_tests::abi_mismatch_library();
-    let cases: [(&str, &std::path::Path, fn(&Error) -> bool); 5] = [
+    let cases: [(&str, &std::path::Path, IsCause); 5] = [
         ("text", &text, |e| matches!(e, Error::OpenFailed { .. })),
         ("truncated", &truncated, |e| {
             matches!(e, Error::OpenFailed { .. } | Error::Quarantined { .. })

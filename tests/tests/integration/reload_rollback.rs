@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use integration_tests::watch::watchdog;
 use plugbay_api::PluginError;
 use plugbay_host::{
     Error, InProcessPlugin, ManagerConfig, Plugin, PluginManager, PluginState, ReloadEvent,
@@ -376,3 +377,59 @@ async fn running_plain(old: Arc<dyn Plugin>) -> PluginManager {
     manager.load_plugin(id).await.unwrap();
     manager
 }
+
+/// A plugin that can die on its own: after a reload the supervisor watches
+/// the new incarnation (its crash fails the plugin) and no longer the old one
+/// (whose end is no crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reload_the_supervisor_watches_the_new_incarnation_only() {
+    use integration_tests::crashable::{segfault, CrashablePlugin};
+    use plugbay_host::{CrashReason, CrashReport};
+    let (old, old_handle) = CrashablePlugin::new("svc", &[]);
+    let (new, new_handle) = CrashablePlugin::new("svc", &[]);
+    let manager = running_plain(old).await;
+    let watched = |handle: integration_tests::crashable::CrashHandle, n: usize| async move {
+        while handle.watchers() != n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    watchdog(
+        "the old incarnation watched",
+        LIMIT,
+        watched(old_handle.clone(), 1),
+    )
+    .await;
+    manager
+        .replace_plugin("svc", new, ReloadOptions::default())
+        .await
+        .unwrap();
+    watchdog("the old watch ended", LIMIT, watched(old_handle.clone(), 0)).await;
+    watchdog(
+        "the new incarnation watched",
+        LIMIT,
+        watched(new_handle.clone(), 1),
+    )
+    .await;
+    // The old incarnation's death is not the plugin's.
+    old_handle.crash(CrashReport {
+        reason: CrashReason::Exited { code: 1 },
+        last_stderr: Vec::new(),
+    });
+    new_handle.crash(segfault());
+    let failed = watchdog("the crash recorded", LIMIT, async {
+        loop {
+            if let Some(cause) = manager.status_by_name("svc").unwrap().failure().cloned() {
+                return cause;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(
+        matches!(&failed, Error::Crashed { report, .. } if *report == segfault()),
+        "{failed:?}"
+    );
+}
+
+/// Longer than anything here should take: past it a test fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(60);

@@ -386,46 +386,46 @@ impl FfiHost {
     }
 }
 
-impl FfiHost {
-    /// Answers a call addressed to the host itself ([`services::HOST`]): the
-    /// services added to the interface after 1.0.0.
-    fn host_service(&self, method: &str, args: &Value) -> Result<Value, PluginError> {
-        match method {
-            services::API_VERSION => Ok(Value::from(plugbay_api::INTERFACE_VERSION)),
-            services::HAS_SERVICE => {
-                let service = args["service"].as_str().unwrap_or_default();
-                // Every service this interface version defines is offered,
-                // while a host stands behind the context.
-                Ok(Value::Bool(
-                    self.ctx.attached() && services::since(service).is_some(),
-                ))
-            }
-            services::PUBLISH => {
-                let name = args["name"].as_str().unwrap_or_default();
-                let payload = args
-                    .get("payload")
-                    .cloned()
-                    .unwrap_or(Value::Null)
-                    .to_string();
-                self.ctx
-                    .publish(name, &payload)
-                    .map(|()| Value::Null)
-                    .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
-            }
-            services::SUBSCRIBE => {
-                let pattern = args["pattern"].as_str().unwrap_or_default();
-                self.ctx
-                    .subscribe(pattern)
-                    .map(|()| Value::Null)
-                    .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
-            }
-            services::DATA_DIR => self
-                .ctx
-                .data_dir()
-                .map(|dir| Value::from(dir.to_string_lossy().into_owned()))
-                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string())),
-            _ => Err(PluginError::unknown_method(method)),
+/// Answers a call addressed to the host itself ([`services::HOST`]) from the
+/// code of the plugin behind `ctx`: the services added to the interface after
+/// 1.0.0. Shared by native plugins' callbacks and isolated plugins' proxied ones.
+pub(crate) fn host_service(
+    ctx: &PluginContext,
+    method: &str,
+    args: &Value,
+) -> Result<Value, PluginError> {
+    match method {
+        services::API_VERSION => Ok(Value::from(plugbay_api::INTERFACE_VERSION)),
+        services::HAS_SERVICE => {
+            let service = args["service"].as_str().unwrap_or_default();
+            // Every service this interface version defines is offered,
+            // while a host stands behind the context.
+            Ok(Value::Bool(
+                ctx.attached() && services::since(service).is_some(),
+            ))
         }
+        services::PUBLISH => {
+            let name = args["name"].as_str().unwrap_or_default();
+            let payload = args
+                .get("payload")
+                .cloned()
+                .unwrap_or(Value::Null)
+                .to_string();
+            ctx.publish(name, &payload)
+                .map(|()| Value::Null)
+                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+        }
+        services::SUBSCRIBE => {
+            let pattern = args["pattern"].as_str().unwrap_or_default();
+            ctx.subscribe(pattern)
+                .map(|()| Value::Null)
+                .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string()))
+        }
+        services::DATA_DIR => ctx
+            .data_dir()
+            .map(|dir| Value::from(dir.to_string_lossy().into_owned()))
+            .map_err(|e| PluginError::new(ErrorKind::Host, e.to_string())),
+        _ => Err(PluginError::unknown_method(method)),
     }
 }
 
@@ -481,8 +481,7 @@ impl HostApi for FfiHost {
                     .map_err(|e| PluginError::invalid_input(format!("invalid JSON args: {e}")))?
             };
             if name.as_str() == services::HOST {
-                return self
-                    .host_service(method.as_str(), &args)
+                return host_service(&self.ctx, method.as_str(), &args)
                     .map(|v| RString::from(v.to_string()));
             }
             let chain = self.current_chain();

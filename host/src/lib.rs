@@ -65,6 +65,14 @@
 //!   binary, for embedders that ship their own (`plugin-probe` in this package is
 //!   one; `plugin-host` serves as its own probe through a hidden subcommand). Point
 //!   [`SafetyConfigBuilder::probe_program`] at it.
+//! - **Isolated plugins**: a plugin can run in a runner child process of its
+//!   own instead of the host ([`IsolationPolicy`], configured by
+//!   [`IsolationConfig`] through [`ManagerConfigBuilder::isolate`] and friends,
+//!   with resource [`Limits`] and a per-call deadline, [`DEFAULT_CALL_TIMEOUT`]);
+//!   it is an [`IsolatedPlugin`], so the manager drives it like any other, and
+//!   its death is reported through its [`CrashSignal`] and [`Error::Crashed`].
+//!   [`run_isolated_child`] is the runner's whole program, dispatched by the
+//!   embedder's `main` under [`RUNNER_ARG`] (like [`run_probe_child`]).
 //! - **Opting out of admission**: two clearly named, documented ways, both only
 //!   for trusted files. [`SafetyConfigBuilder::probe`]`(false)` keeps every check
 //!   but opens libraries in this process without the probe, and
@@ -122,6 +130,7 @@ mod events;
 mod ffi;
 mod in_process;
 mod info;
+mod isolation;
 mod loader;
 mod manager;
 mod platform;
@@ -141,6 +150,10 @@ pub use events::{
 pub use ffi::FfiPlugin;
 pub use in_process::{Counters, InProcessBuilder, InProcessPlugin};
 pub use info::{DependencySpec, PluginInfo, PluginSource};
+pub use isolation::{
+    run_isolated_child, IsolatedPlugin, IsolationConfig, IsolationPolicy, Limits,
+    DEFAULT_CALL_TIMEOUT, RUNNER_ARG,
+};
 pub use loader::LoadedLibrary;
 pub use manager::{
     BatchReport, DirectoryReport, LifecycleEvent, ManagerConfig, ManagerConfigBuilder,
@@ -206,6 +219,12 @@ pub async fn load_library_unchecked(path: std::path::PathBuf) -> Result<LoadedLi
 #[cfg(feature = "bench-internals")]
 pub mod internals {
     pub use crate::discovery::discover;
+    /// Decodes one isolated-plugin channel payload (the function every such
+    /// payload goes through, both directions; for fuzzing).
+    pub use crate::isolation::wire::{
+        decode as decode_isolation_message, Msg as IsolationMessage,
+        WireError as IsolationWireError,
+    };
     pub use crate::loader::open_library;
     pub use crate::safety::cache::{FileIdentity, RACY_MARGIN};
     #[cfg(target_os = "linux")]

@@ -86,6 +86,7 @@ pub const ALL_TEST_LIBRARIES: &[&str] = &[
     "fixture-services",
     "fixture-counter-next",
     "fixture-counter-major",
+    "fixture-crashy",
 ];
 
 /// The workspace package that builds the library `lib` of [`ALL_TEST_LIBRARIES`]:

@@ -23,6 +23,7 @@ mod concurrent_init;
 mod dag;
 mod events;
 mod fixtures;
+mod isolated;
 mod load_cost;
 mod lookup;
 mod reload;
@@ -97,6 +98,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "reload",
         run: |o, r, rt| rt.block_on(reload::run(o, r)),
+    },
+    Scenario {
+        name: "isolated",
+        run: |o, r, rt| rt.block_on(isolated::run(o, r)),
     },
 ];
 

@@ -20,6 +20,7 @@ use plugbay_host::{default_state_dir, Error, PluginManager};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::isolate_args::IsolateArgs;
 use crate::run::{open_manager, stop_all};
 use crate::safety_args::SafetyArgs;
 
@@ -31,6 +32,7 @@ pub struct CallArgs {
     pub config: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub safety: SafetyArgs,
+    pub isolation: IsolateArgs,
     /// Print the JSON document instead of the bare result.
     pub json: bool,
 }
@@ -158,7 +160,7 @@ async fn call_inner(args: CallArgs, data: &mut CallData) -> Result<Value, Failur
     };
     let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
     let admit = Instant::now();
-    let manager = open_manager(&operands.dirs, &state_dir, &args.safety)
+    let manager = open_manager(&operands.dirs, &state_dir, &args.safety, &args.isolation)
         .await
         .map_err(usage)?;
     let report = manager

@@ -4,6 +4,7 @@ mod call;
 mod checkpoint;
 mod explain;
 mod inspect;
+mod isolate_args;
 mod json;
 mod list;
 mod lock;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use isolate_args::IsolateArgs;
 use safety_args::{SafetyArgs, PROBE_SUBCOMMAND};
 
 /// `plugin-host --help`: the exit status convention every subcommand follows.
@@ -150,6 +152,8 @@ enum Command {
         settle_ms: u64,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -174,6 +178,8 @@ enum Command {
         config: Option<String>,
         #[command(flatten)]
         safety: SafetyArgs,
+        #[command(flatten)]
+        isolation: IsolateArgs,
         /// Plugin directories, then the plugin's name, the method, and optionally
         /// the arguments as JSON (default `{}`; `-` reads them from stdin).
         #[arg(
@@ -240,6 +246,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(PROBE_SUBCOMMAND.as_ref()) {
         return plugbay_host::run_probe_child();
     }
+    // So is the runner of isolated plugins.
+    if std::env::args_os().nth(1).as_deref() == Some(plugbay_host::RUNNER_ARG.as_ref()) {
+        return plugbay_host::run_isolated_child();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::List { json, safety, dirs } => {
@@ -286,6 +296,7 @@ fn main() -> ExitCode {
             cascade,
             settle_ms,
             safety,
+            isolation,
             dirs,
         } => {
             // Admitting a new file under --watch admits its directory again:
@@ -310,6 +321,7 @@ fn main() -> ExitCode {
                     settle: std::time::Duration::from_millis(settle_ms),
                 }),
                 safety,
+                isolation,
                 json,
                 profile,
                 allow_failures,
@@ -321,6 +333,7 @@ fn main() -> ExitCode {
             state_dir,
             config,
             safety,
+            isolation,
             operands,
         } => {
             // Host internals stay quiet (the one-line error says what failed);
@@ -331,6 +344,7 @@ fn main() -> ExitCode {
                 config,
                 state_dir,
                 safety,
+                isolation,
                 json,
             }))
         }

@@ -13,6 +13,7 @@ use plugbay_host::{default_state_dir, ManagerConfig, PluginManager, PluginState}
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, Checkpointer, Signals, Trigger};
+use crate::isolate_args::IsolateArgs;
 use crate::profile::{Profile, Recorder};
 use crate::safety_args::SafetyArgs;
 
@@ -46,6 +47,7 @@ pub struct RunArgs {
     pub state_dir: Option<PathBuf>,
     pub once: bool,
     pub safety: SafetyArgs,
+    pub isolation: IsolateArgs,
     /// Print one JSON document (status tables, failures, checkpoints, profile)
     /// instead of tables.
     pub json: bool,
@@ -60,12 +62,14 @@ pub struct RunArgs {
 }
 
 /// Opens a manager over `dirs` with the host's name and version, the state
-/// directory (default: [`default_state_dir`]) and the safety options; shared by
-/// `run` and `call`. The error is a one-line message for stderr.
+/// directory (default: [`default_state_dir`]), the safety options and which
+/// plugins run isolated; shared by `run` and `call`. The error is a one-line
+/// message for stderr.
 pub async fn open_manager(
     dirs: &[PathBuf],
     state_dir: &Path,
     safety: &SafetyArgs,
+    isolation: &IsolateArgs,
 ) -> Result<PluginManager, String> {
     let safety = safety.config().map_err(|e| e.to_string())?;
     let mut builder = ManagerConfig::builder()
@@ -76,6 +80,7 @@ pub async fn open_manager(
     for dir in dirs {
         builder = builder.plugin_dir(dir.clone());
     }
+    builder = isolation.apply(builder).map_err(|e| e.to_string())?;
     let config = builder.build().map_err(|e| e.to_string())?;
     PluginManager::open(config).await.map_err(|e| e.to_string())
 }
@@ -120,7 +125,7 @@ struct RunReport {
 
 pub async fn run(args: RunArgs) -> ExitCode {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    let manager = match open_manager(&args.dirs, &state_dir, &args.safety).await {
+    let manager = match open_manager(&args.dirs, &state_dir, &args.safety, &args.isolation).await {
         Ok(m) => m,
         Err(e) => {
             eprintln!("plugin-host: {e}");

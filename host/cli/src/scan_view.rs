@@ -153,6 +153,9 @@ impl Scan {
             warnings: file.warnings.clone(),
             from_cache: file.from_cache,
         };
+        if entry.status == FileStatus::Quarantined {
+            entry.warnings.push(ISOLATION_HINT.to_owned());
+        }
         if let Some(p) = &file.plugin {
             // Typed metadata: parsed once, when the host received it.
             entry.name = Some(p.name.clone());
@@ -174,6 +177,13 @@ impl Scan {
         entry
     }
 }
+
+/// What `list` and `check` suggest for a library the probe quarantined: loaded
+/// in-process, code that crashes takes the host down; isolated, only its runner.
+pub const ISOLATION_HINT: &str = "the probe's process died or hung opening this library; \
+     loaded in this process it would take the host down. If it crashes only at times \
+     (or only in calls), run it isolated in a process of its own: \
+     `plugin-host run --isolate NAME` (or `--isolate-all`)";
 
 /// Why a file is not usable, without the path the error message starts with
 /// (the caller names the file).

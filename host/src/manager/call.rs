@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::plugin_code::run_call;
+use super::plugin_code::{crashed_or, run_call};
 use super::registry::Slot;
 use super::{Inner, PluginManager, Target};
 use crate::call_policy::CallPath;
@@ -37,7 +37,9 @@ impl Inner {
         let chain = chain.enter(&slot.name)?;
         let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
-        run_call(&slot.name, method, slot.plugin.call(ctx, method, args)).await
+        run_call(&slot.name, method, slot.plugin.call(ctx, method, args))
+            .await
+            .map_err(|e| crashed_or(&*slot.plugin, e))
     }
 
     /// [`Inner::call_slot`] with JSON text in and out.
@@ -51,7 +53,9 @@ impl Inner {
         let chain = chain.enter(&slot.name)?;
         let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
-        run_call(&slot.name, method, slot.plugin.call_json(ctx, method, args)).await
+        run_call(&slot.name, method, slot.plugin.call_json(ctx, method, args))
+            .await
+            .map_err(|e| crashed_or(&*slot.plugin, e))
     }
 }
 

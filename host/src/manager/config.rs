@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::supervise::RestartPolicy;
 use crate::error::{Error, Result};
+use crate::isolation::{IsolationConfig, Limits};
 use crate::safety::SafetyConfig;
 
 /// The default deadline for one plugin's `initialize` and for its `shutdown`.
@@ -41,6 +42,7 @@ pub struct ManagerConfig {
     safety: SafetyConfig,
     reload_timeout: Duration,
     retained_images_warning: usize,
+    isolation: IsolationConfig,
     restart: RestartPolicies,
 }
 
@@ -67,6 +69,7 @@ impl Default for ManagerConfig {
             safety: SafetyConfig::defaults(),
             reload_timeout: DEFAULT_RELOAD_TIMEOUT,
             retained_images_warning: DEFAULT_RETAINED_IMAGES_WARNING,
+            isolation: IsolationConfig::default(),
             restart: RestartPolicies::default(),
         }
     }
@@ -85,6 +88,11 @@ impl ManagerConfig {
     /// (default: [`SafetyConfig::defaults`], with the out-of-process probe on).
     pub fn safety(&self) -> &SafetyConfig {
         &self.safety
+    }
+
+    /// Which plugins run isolated in a runner process, and how (default: none).
+    pub fn isolation(&self) -> &IsolationConfig {
+        &self.isolation
     }
 
     /// Directories searched for plugin libraries, in order.
@@ -263,6 +271,60 @@ impl ManagerConfigBuilder {
         self
     }
 
+    /// Runs the plugin called `name` isolated, in a runner process of its own
+    /// (repeatable). Needs [`ManagerConfigBuilder::isolation_runner`].
+    pub fn isolate(mut self, name: impl Into<String>) -> Self {
+        self.config.isolation.names.push(name.into());
+        self
+    }
+
+    /// Runs every plugin library isolated.
+    pub fn isolate_all(mut self, on: bool) -> Self {
+        self.config.isolation.all = on;
+        self
+    }
+
+    /// Runs every plugin library isolated unless the safety configuration
+    /// enforces an allowlist (then every admitted library is on it and runs
+    /// in-process).
+    pub fn isolate_unless_allowlisted(mut self, on: bool) -> Self {
+        self.config.isolation.unless_allowlisted = on;
+        self
+    }
+
+    /// The runner program of isolated plugins and its arguments: a binary whose
+    /// `main` dispatches these arguments to [`crate::run_isolated_child`]
+    /// (`plugin-host` and `plugin-probe` do, with [`crate::RUNNER_ARG`]).
+    pub fn isolation_runner(
+        mut self,
+        program: impl Into<PathBuf>,
+        args: Vec<std::ffi::OsString>,
+    ) -> Self {
+        self.config.isolation.runner = Some((program.into(), args));
+        self
+    }
+
+    /// The deadline of one request to an isolated plugin (default
+    /// [`crate::DEFAULT_CALL_TIMEOUT`]); past it the runner is killed. Lifecycle
+    /// operations get the shorter of this and the phase timeout.
+    pub fn isolated_call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.isolation.call_timeout = timeout;
+        self
+    }
+
+    /// Resource limits every runner sets on itself before opening its library.
+    pub fn isolation_limits(mut self, limits: Limits) -> Self {
+        self.config.isolation.limits = limits;
+        self
+    }
+
+    /// An environment variable passed on to runners (repeatable); every other
+    /// variable is cleared.
+    pub fn isolation_keep_env(mut self, name: impl Into<String>) -> Self {
+        self.config.isolation.keep_env.push(name.into());
+        self
+    }
+
     /// Sets what happens when the plugin called `plugin` crashes while Active.
     pub fn restart_policy(mut self, plugin: impl Into<String>, policy: RestartPolicy) -> Self {
         self.config.restart.by_name.insert(plugin.into(), policy);
@@ -303,6 +365,17 @@ impl ManagerConfigBuilder {
         if c.event_capacity == 0 {
             return Err(Error::Config(
                 "the event capacity must be at least 1".into(),
+            ));
+        }
+        if c.isolation.any() && c.isolation.runner.is_none() {
+            return Err(Error::Config(
+                "isolated plugins need a runner program: set ManagerConfigBuilder::isolation_runner"
+                    .into(),
+            ));
+        }
+        if c.isolation.call_timeout.is_zero() {
+            return Err(Error::Config(
+                "the isolated call timeout must be longer than zero".into(),
             ));
         }
         let named = c.restart.by_name.iter().map(|(n, p)| (Some(n), p));
@@ -380,6 +453,24 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("init timeout"), "{err}");
+    }
+
+    #[test]
+    fn isolation_policy_by_name_all_or_allowlist() {
+        use crate::isolation::IsolationPolicy::{InProcess, Isolated};
+        let c = ManagerConfig::default();
+        assert_eq!(c.isolation().policy_for("a", false), InProcess);
+        let err = ManagerConfig::builder().isolate("a").build().unwrap_err();
+        assert!(err.to_string().contains("isolation_runner"), "{err}");
+        let runner = || ManagerConfig::builder().isolation_runner("/bin/runner", vec![]);
+        let c = runner().isolate("a").build().unwrap();
+        assert_eq!(c.isolation().policy_for("a", false), Isolated);
+        assert_eq!(c.isolation().policy_for("b", false), InProcess);
+        let c = runner().isolate_all(true).build().unwrap();
+        assert_eq!(c.isolation().policy_for("b", true), Isolated);
+        let c = runner().isolate_unless_allowlisted(true).build().unwrap();
+        assert_eq!(c.isolation().policy_for("b", false), Isolated);
+        assert_eq!(c.isolation().policy_for("b", true), InProcess);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use uuid::Uuid;
 use super::PluginManager;
 use crate::error::{Error, Result};
 use crate::ffi::FfiPlugin;
+use crate::isolation::{IsolatedPlugin, IsolationPolicy, RunnerSettings};
+use crate::loader::LoadedLibrary;
+use crate::plugin::Plugin;
 use crate::safety::{admit_dirs_observed, Admission, Progress, ProgressObserver};
 
 /// A library registered by [`PluginManager::load_directory`].
@@ -96,7 +99,7 @@ impl PluginManager {
                 .find(|f| f.path == path)
                 .and_then(|f| f.content_id.clone());
             let span = tracing::debug_span!("register", plugin = %name);
-            match span.in_scope(|| self.register_plugin(Arc::new(FfiPlugin::new(library)))) {
+            match span.in_scope(|| self.register_plugin(self.plugin_for(library))) {
                 Ok(id) => {
                     if let (Some(content_id), Ok(slot)) = (content_id, self.inner.slot(id)) {
                         // What a reload compares a new file with (identical: a no-op).
@@ -113,6 +116,36 @@ impl PluginManager {
         report.registered.sort_by(|a, b| a.path.cmp(&b.path));
         report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(report)
+    }
+
+    /// The host-side plugin for an admitted library: in-process ([`FfiPlugin`])
+    /// or, when the isolation policy says so, an [`IsolatedPlugin`] whose
+    /// runner opens the same verified copy.
+    fn plugin_for(&self, library: LoadedLibrary) -> Arc<dyn Plugin> {
+        let config = self.config();
+        let isolation = config.isolation();
+        let enforced = config.safety().allowlist().is_some() && config.safety().enforce_allowlist;
+        let runner = isolation.runner();
+        match (isolation.policy_for(&library.info.name, enforced), runner) {
+            (IsolationPolicy::Isolated, Some((program, args))) => {
+                let settings = RunnerSettings {
+                    program: program.clone(),
+                    args: args.to_vec(),
+                    limits: *isolation.limits(),
+                    keep_env: isolation.keep_env().to_vec(),
+                    call_timeout: isolation.call_timeout(),
+                    init_timeout: config.init_timeout(),
+                    shutdown_timeout: config.shutdown_timeout(),
+                };
+                let file = library
+                    .shadow
+                    .clone()
+                    .unwrap_or_else(|| library.path.clone());
+                tracing::info!(plugin = %library.info.name, "runs isolated in a runner process");
+                Arc::new(IsolatedPlugin::new(library.info, file, settings))
+            }
+            _ => Arc::new(FfiPlugin::new(library)),
+        }
     }
 
     /// [`PluginManager::load_directory`] for every configured plugin directory;

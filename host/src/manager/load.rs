@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::lifecycle::PluginState;
-use super::plugin_code::{run_phase, Phase};
+use super::plugin_code::{crash_mark, crashed_during, run_phase, Phase};
 use super::reentry;
 use super::registry::Slot;
 use super::Inner;
@@ -53,6 +53,7 @@ impl Inner {
         let outcome = match restored {
             Ok(()) => {
                 let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
+                let mark = crash_mark(&*slot.plugin);
                 let work = reentry::entering(slot.id, slot.plugin.initialize(ctx));
                 // Restoring and initializing share the init deadline.
                 let left = self.config.init_timeout().saturating_sub(started.elapsed());
@@ -65,7 +66,9 @@ impl Inner {
                             plugin,
                             after: self.config.init_timeout(),
                         },
-                        other => other,
+                        // A plugin that died in initialize (its process) failed
+                        // with its crash report.
+                        other => crashed_during(&*slot.plugin, mark, other),
                     })
             }
             Err(e) => Err(e),

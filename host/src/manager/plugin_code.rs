@@ -107,6 +107,54 @@ pub(crate) async fn run_call<T>(
     }
 }
 
+/// `error` from an operation on `plugin`, or [`Error::Crashed`] when the
+/// plugin reports it died ([`crate::Plugin::crash_signal`]) and the error is
+/// the host-side kind a dead plugin's operations fail with.
+pub(crate) fn crashed_or(plugin: &dyn crate::plugin::Plugin, error: Error) -> Error {
+    let host_kind = matches!(
+        &error,
+        Error::PluginFailed {
+            kind: ErrorKind::Host,
+            ..
+        } | Error::InitFailed { .. }
+    );
+    if !host_kind {
+        return error;
+    }
+    let report = plugin
+        .crash_signal()
+        .and_then(|signal| signal.borrow().clone());
+    match report {
+        Some(report) => Error::Crashed {
+            plugin: plugin.info().name.clone(),
+            report,
+        },
+        None => error,
+    }
+}
+
+/// The crash signal of `plugin`, marked seen, so [`crashed_during`] can tell a
+/// crash that happened after this point from an earlier one.
+pub(crate) fn crash_mark(plugin: &dyn crate::plugin::Plugin) -> Option<crate::crash::CrashSignal> {
+    let mut signal = plugin.crash_signal()?;
+    signal.borrow_and_update();
+    Some(signal)
+}
+
+/// `error` from a phase of `plugin`, or [`Error::Crashed`] when the plugin
+/// died during it: its signal (marked by [`crash_mark`] before the phase)
+/// changed since and now holds a report.
+pub(crate) fn crashed_during(
+    plugin: &dyn crate::plugin::Plugin,
+    mark: Option<crate::crash::CrashSignal>,
+    error: Error,
+) -> Error {
+    match mark {
+        Some(signal) if signal.has_changed().unwrap_or(false) => crashed_or(plugin, error),
+        _ => error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //! | background priority | nice 10 per thread (Linux), probe child at nice 10 | `THREAD_PRIORITY_BELOW_NORMAL`, probe child in `BELOW_NORMAL_PRIORITY_CLASS` |
 //! | probe channel | a socketpair on fd 3; stdin/stdout/stderr are `/dev/null` | the child's stdin/stdout pipes, moved to private handles before any library is opened; std handles then point to `NUL` |
 //! | exit reasons ([`ExitReason`]) | signals, named (`SIGSEGV (signal 11)`) | NTSTATUS exception codes, named (`STATUS_ACCESS_VIOLATION (0xC0000005)`) |
+//! | isolated plugins' runner (`IsolatedChannel`, `set_resource_limit`) | socketpair on fd 3, stderr piped, `PR_SET_PDEATHSIG` on Linux; `setrlimit` (address space, CPU time, open files) | **not supported yet**: isolating a plugin is a configuration error |
 //! | opening a library (`prepare_library`) | nothing to do (`dlopen` of an absolute path) | pre-load with `LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR \| LOAD_LIBRARY_SEARCH_DEFAULT_DIRS`, so dependencies resolve from the plugin's own dir, never the current dir |
 //!
 //! The mapping from exit reasons to words ([`ExitReason::describe`],
@@ -34,6 +35,12 @@ pub(crate) use imp::{
     lower_current_thread, make_read_only, open_file_stamp, preallocate, prepare_library,
     private_file_options, secure_private_dir, take_child_channel, ProbeChannel, CHANNEL_NAME,
     PERMISSIONS_ENFORCED,
+};
+/// Isolated plugins' runner processes: Unix only for now (see `crate::isolation`).
+#[cfg(unix)]
+pub(crate) use imp::{
+    clone_child_channel, set_resource_limit, ChannelCloser, IsolatedChannel, ResourceLimit,
+    CPU_LIMIT_SIGNAL,
 };
 
 /// What identifies one version of a file without reading it: which file

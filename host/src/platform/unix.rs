@@ -192,6 +192,7 @@ pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
         libc::SIGTRAP => "SIGTRAP",
         libc::SIGSYS => "SIGSYS",
         libc::SIGPIPE => "SIGPIPE",
+        libc::SIGXCPU => "SIGXCPU",
         _ => return None,
     })
 }
@@ -334,6 +335,134 @@ impl Write for NoSigPipe<'_> {
         Ok(())
     }
 }
+
+/// The host's end of the channel to an isolated plugin's runner child (a Unix
+/// socket), split so one thread reads while others write.
+pub(crate) struct IsolatedChannel {
+    stream: UnixStream,
+}
+
+impl IsolatedChannel {
+    /// Starts `cmd` as an isolated plugin's runner: the other end of a new
+    /// socketpair on its fd [`CHANNEL_FD`], stdin and stdout on `/dev/null`,
+    /// stderr piped to the host (its last lines explain a crash). On Linux the
+    /// child is killed when the host dies (`PR_SET_PDEATHSIG`), so a hung
+    /// plugin never outlives its host.
+    pub(crate) fn spawn(mut cmd: Command) -> io::Result<(Child, Self)> {
+        let (parent_end, child_end) = UnixStream::pair()?;
+        no_sigpipe(&parent_end)?;
+        let child_fd = child_end.as_raw_fd();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe calls (prctl, dup2, fcntl) on the child itself and on
+        // descriptors it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                #[cfg(target_os = "linux")]
+                {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
+                if child_fd == CHANNEL_FD {
+                    let flags = libc::fcntl(child_fd, libc::F_GETFD);
+                    if flags < 0
+                        || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(child_fd, CHANNEL_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(child_end);
+        Ok((child, Self { stream: parent_end }))
+    }
+
+    /// Splits the channel: a blocking reader (no deadline), a writer that
+    /// gives an error instead of a SIGPIPE when the child is gone, and a
+    /// closer that shuts the socket down for both (waking the reader).
+    pub(crate) fn split(
+        self,
+    ) -> io::Result<(
+        impl Read + Send + 'static,
+        impl Write + Send + 'static,
+        ChannelCloser,
+    )> {
+        let reader = self.stream.try_clone()?;
+        let closer = ChannelCloser(self.stream.try_clone()?);
+        Ok((reader, OwnedNoSigPipe(self.stream), closer))
+    }
+}
+
+/// Shuts an isolated plugin's channel down (both directions).
+pub(crate) struct ChannelCloser(UnixStream);
+
+impl ChannelCloser {
+    /// Shuts the socket down: the child reads end-of-file, a blocked reader
+    /// here wakes up with end-of-file. Idempotent.
+    pub(crate) fn close(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// [`NoSigPipe`] owning its stream.
+struct OwnedNoSigPipe(UnixStream);
+
+impl Write for OwnedNoSigPipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        NoSigPipe(&self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// In an isolated plugin's runner child: a second handle on the channel, so
+/// one thread reads while another writes.
+pub(crate) fn clone_child_channel(channel: &ChildChannel) -> io::Result<ChildChannel> {
+    channel.try_clone()
+}
+
+/// A resource limit the runner child sets on itself before opening a library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResourceLimit {
+    /// Address space, bytes (`RLIMIT_AS`).
+    AddressSpace(u64),
+    /// CPU time, seconds (`RLIMIT_CPU`: `SIGXCPU` at the limit).
+    CpuSeconds(u64),
+    /// Open file descriptors (`RLIMIT_NOFILE`).
+    OpenFiles(u64),
+}
+
+/// Sets `limit` on this process: soft and hard alike, except CPU time, whose
+/// hard limit is one second later (at the soft limit the kernel sends
+/// `SIGXCPU`, which names the cause; at the hard one `SIGKILL`).
+pub(crate) fn set_resource_limit(limit: ResourceLimit) -> io::Result<()> {
+    let (resource, soft, hard) = match limit {
+        ResourceLimit::AddressSpace(v) => (libc::RLIMIT_AS, v, v),
+        ResourceLimit::CpuSeconds(v) => (libc::RLIMIT_CPU, v, v.saturating_add(1)),
+        ResourceLimit::OpenFiles(v) => (libc::RLIMIT_NOFILE, v, v),
+    };
+    let rlim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `rlim` is a valid rlimit for the call's duration; setrlimit only
+    // reads it and reports failure through its return value.
+    let rc = unsafe { libc::setrlimit(resource, &rlim) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The signal a process gets when it goes over its CPU time limit.
+pub(crate) const CPU_LIMIT_SIGNAL: i32 = libc::SIGXCPU;
 
 /// The probe child's end of the channel.
 pub(crate) type ChildChannel = UnixStream;

@@ -28,6 +28,8 @@ mod embed;
 mod errors;
 mod events;
 mod failures;
+#[cfg(unix)]
+mod isolation;
 mod loading;
 mod manager_lifecycle;
 mod manager_state;

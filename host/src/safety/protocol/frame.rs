@@ -48,10 +48,21 @@ impl std::fmt::Display for FrameError {
 
 /// Writes one frame holding `message` as JSON.
 pub fn write_frame<T: Serialize>(w: &mut impl Write, nonce: &Nonce, message: &T) -> io::Result<()> {
+    write_frame_capped(w, nonce, message, MAX_PAYLOAD)
+}
+
+/// [`write_frame`] for a channel whose payloads may be up to `cap` bytes (the
+/// isolated-plugin channel carries call arguments and results).
+pub fn write_frame_capped<T: Serialize>(
+    w: &mut impl Write,
+    nonce: &Nonce,
+    message: &T,
+    cap: usize,
+) -> io::Result<()> {
     let payload = serde_json::to_vec(message).map_err(io::Error::other)?;
-    if payload.len() > MAX_PAYLOAD {
+    if payload.len() > cap || u32::try_from(payload.len()).is_err() {
         return Err(io::Error::other(format!(
-            "frame payload of {} bytes exceeds the {MAX_PAYLOAD}-byte cap",
+            "frame payload of {} bytes exceeds the {cap}-byte cap",
             payload.len()
         )));
     }
@@ -72,6 +83,20 @@ pub fn read_frame<T: DeserializeOwned>(
     r: &mut impl Read,
     expected_nonce: Option<&Nonce>,
 ) -> Result<(T, Nonce), FrameError> {
+    let (payload, nonce) = read_payload(r, expected_nonce, MAX_PAYLOAD)?;
+    let message = serde_json::from_slice(&payload)
+        .map_err(|e| FrameError::Garbage(format!("undecodable payload: {e}")))?;
+    Ok((message, nonce))
+}
+
+/// Reads one frame's raw payload (at most `cap` bytes), checking magic,
+/// version, length and nonce like [`read_frame`], for channels that decode
+/// their messages themselves.
+pub fn read_payload(
+    r: &mut impl Read,
+    expected_nonce: Option<&Nonce>,
+    cap: usize,
+) -> Result<(Vec<u8>, Nonce), FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
@@ -96,9 +121,9 @@ pub fn read_frame<T: DeserializeOwned>(
         )));
     }
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    if len > MAX_PAYLOAD {
+    if len > cap {
         return Err(FrameError::Garbage(format!(
-            "payload length {len} exceeds the {MAX_PAYLOAD}-byte cap"
+            "payload length {len} exceeds the {cap}-byte cap"
         )));
     }
     let mut nonce = [0u8; NONCE_LEN];
@@ -113,9 +138,7 @@ pub fn read_frame<T: DeserializeOwned>(
         io::ErrorKind::UnexpectedEof => FrameError::Garbage("the channel closed mid-frame".into()),
         _ => FrameError::Io(e),
     })?;
-    let message = serde_json::from_slice(&payload)
-        .map_err(|e| FrameError::Garbage(format!("undecodable payload: {e}")))?;
-    Ok((message, nonce))
+    Ok((payload, nonce))
 }
 
 #[cfg(test)]

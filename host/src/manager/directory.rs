@@ -1,6 +1,7 @@
 //! Registering every plugin library found in a directory, admitted through
 //! the safety pipeline.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,8 +12,11 @@ use crate::error::{Error, Result};
 use crate::ffi::FfiPlugin;
 use crate::isolation::{IsolatedPlugin, IsolationPolicy, RunnerSettings};
 use crate::loader::LoadedLibrary;
+use crate::manager::ManagerConfig;
 use crate::plugin::Plugin;
-use crate::safety::{admit_dirs_observed, Admission, Progress, ProgressObserver};
+use crate::safety::{
+    admit_dirs_observed, Admission, ClosedLibrary, KeepClosed, Progress, ProgressObserver,
+};
 
 /// A library registered by [`PluginManager::load_directory`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +69,9 @@ impl PluginManager {
         // shadow copies run on the pipeline's admission thread, the opening on
         // its opener thread: none on the async workers.
         let safety = self.config().safety().clone();
+        let keep_closed = Some(self.keep_closed());
         let (admission, progress) =
-            admit_dirs_observed(vec![dir.to_path_buf()], safety, progress).await;
+            admit_dirs_observed(vec![dir.to_path_buf()], safety, progress, keep_closed).await;
         (admission.and_then(|a| self.register_admitted(a)), progress)
     }
 
@@ -89,21 +94,29 @@ impl PluginManager {
             tracing::warn!(path = %file.path.display(), error = %error, "plugin library not registered");
             report.failed.push((file.path.clone(), error));
         }
-        for library in admission.libraries {
-            let path = library.path.clone();
-            let name = library.info.name.clone();
-            let content_id = admission
-                .report
-                .files
-                .iter()
-                .find(|f| f.path == path)
-                .and_then(|f| f.content_id.clone());
+        // What a reload compares a new file with (identical bytes: a no-op).
+        let content_ids: HashMap<PathBuf, String> = admission
+            .report
+            .files
+            .iter()
+            .filter_map(|f| Some((f.path.clone(), f.content_id.clone()?)))
+            .collect();
+        let opened = admission.libraries.into_iter().map(|library| {
+            let (path, name) = (library.path.clone(), library.info.name.clone());
+            (path, name, Ok(self.plugin_for(library)))
+        });
+        let closed = admission.kept_closed.into_iter().map(|library| {
+            let (path, name) = (library.path.clone(), library.info.name.clone());
+            (path, name, self.isolated_plugin_for(library))
+        });
+        for (path, name, plugin) in opened.chain(closed) {
             let span = tracing::debug_span!("register", plugin = %name);
-            match span.in_scope(|| self.register_plugin(self.plugin_for(library))) {
+            match plugin.and_then(|plugin| span.in_scope(|| self.register_plugin(plugin))) {
                 Ok(id) => {
-                    if let (Some(content_id), Ok(slot)) = (content_id, self.inner.slot(id)) {
-                        // What a reload compares a new file with (identical: a no-op).
-                        slot.plugin.set_current_image(&content_id);
+                    if let (Some(content_id), Ok(slot)) =
+                        (content_ids.get(&path), self.inner.slot(id))
+                    {
+                        slot.plugin.set_current_image(content_id);
                     }
                     report.registered.push(RegisteredLibrary { path, name, id })
                 }
@@ -118,25 +131,13 @@ impl PluginManager {
         Ok(report)
     }
 
-    /// The host-side plugin for an admitted library: in-process ([`FfiPlugin`])
-    /// or, when the isolation policy says so, an [`IsolatedPlugin`] whose
-    /// runner opens the same verified copy.
+    /// The host-side plugin for a library admission opened here: in-process
+    /// ([`FfiPlugin`]) or, when the isolation policy says so (admission opens
+    /// such a library here only when the probe is off), an [`IsolatedPlugin`]
+    /// whose runner opens the same verified copy.
     fn plugin_for(&self, library: LoadedLibrary) -> Arc<dyn Plugin> {
-        let config = self.config();
-        let isolation = config.isolation();
-        let enforced = config.safety().allowlist().is_some() && config.safety().enforce_allowlist;
-        let runner = isolation.runner();
-        match (isolation.policy_for(&library.info.name, enforced), runner) {
-            (IsolationPolicy::Isolated, Some((program, args))) => {
-                let settings = RunnerSettings {
-                    program: program.clone(),
-                    args: args.to_vec(),
-                    limits: *isolation.limits(),
-                    keep_env: isolation.keep_env().to_vec(),
-                    call_timeout: isolation.call_timeout(),
-                    init_timeout: config.init_timeout(),
-                    shutdown_timeout: config.shutdown_timeout(),
-                };
+        match self.runner_settings(&library.info.name) {
+            Some(settings) => {
                 let file = library
                     .shadow
                     .clone()
@@ -144,8 +145,58 @@ impl PluginManager {
                 tracing::info!(plugin = %library.info.name, "runs isolated in a runner process");
                 Arc::new(IsolatedPlugin::new(library.info, file, settings))
             }
-            _ => Arc::new(FfiPlugin::new(library)),
+            None => Arc::new(FfiPlugin::new(library)),
         }
+    }
+
+    /// The plugin for a library admission left unopened because it runs
+    /// isolated: its runner is the only process that maps it.
+    fn isolated_plugin_for(&self, library: ClosedLibrary) -> Result<Arc<dyn Plugin>> {
+        let settings = self.runner_settings(&library.info.name).ok_or_else(|| {
+            Error::Config(format!(
+                "plugin `{}` was admitted to run isolated but has no runner",
+                library.info.name
+            ))
+        })?;
+        tracing::info!(plugin = %library.info.name, "runs isolated in a runner process");
+        Ok(Arc::new(IsolatedPlugin::new(
+            library.info,
+            library.shadow,
+            settings,
+        )))
+    }
+
+    /// How plugin `name` runs in a runner process, or `None` when it runs in
+    /// this one (the isolation policy, and a runner being configured).
+    fn runner_settings(&self, name: &str) -> Option<RunnerSettings> {
+        let config = self.config();
+        let isolation = config.isolation();
+        let (program, args) = isolation.runner()?;
+        match isolation.policy_for(name, allowlist_enforced(config)) {
+            IsolationPolicy::Isolated => Some(RunnerSettings {
+                program: program.clone(),
+                args: args.to_vec(),
+                limits: *isolation.limits(),
+                keep_env: isolation.keep_env().to_vec(),
+                call_timeout: isolation.call_timeout(),
+                init_timeout: config.init_timeout(),
+                shutdown_timeout: config.shutdown_timeout(),
+            }),
+            IsolationPolicy::InProcess => None,
+        }
+    }
+
+    /// Which libraries admission leaves unopened here: those that will run
+    /// isolated ([`PluginManager::runner_settings`] says so).
+    fn keep_closed(&self) -> KeepClosed {
+        let config = self.config().clone();
+        Box::new(move |name| {
+            config.isolation().runner().is_some()
+                && config
+                    .isolation()
+                    .policy_for(name, allowlist_enforced(&config))
+                    == IsolationPolicy::Isolated
+        })
     }
 
     /// [`PluginManager::load_directory`] for every configured plugin directory;
@@ -181,4 +232,10 @@ impl PluginManager {
         }
         report
     }
+}
+
+/// Whether the configured allowlist is enforced (the isolation policy may
+/// isolate what it does not list).
+fn allowlist_enforced(config: &ManagerConfig) -> bool {
+    config.safety().allowlist().is_some() && config.safety().enforce_allowlist
 }

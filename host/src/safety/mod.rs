@@ -40,5 +40,6 @@ pub mod verdict;
 pub use config::{default_work_dir, SafetyConfig, SafetyConfigBuilder};
 pub use integrity::write_lockfile;
 pub use pipeline::{admit_dirs, admit_dirs_async, scan_dirs, scan_dirs_with_progress};
-pub(crate) use pipeline::{admit_dirs_observed, ProgressObserver};
+pub(crate) use pipeline::{admit_dirs_observed, KeepClosed, ProgressObserver};
+pub(crate) use report::ClosedLibrary;
 pub use report::{Admission, FileReport, FileStatus, PermissionCheck, Progress, ScanReport};

@@ -21,7 +21,7 @@ use super::integrity::Allowlist;
 use super::opener::Opener;
 use super::permissions::{self, Candidate};
 use super::probe::{ProbeOutcome, ProbeWorker};
-use super::report::{Admission, FileReport, PermissionCheck, Progress, ScanReport};
+use super::report::{Admission, ClosedLibrary, FileReport, PermissionCheck, Progress, ScanReport};
 use super::shadow::{hash_file, Hashes, ShadowDir};
 use super::verdict::{MetadataRecord, Verdict};
 use crate::discovery;
@@ -60,8 +60,12 @@ pub fn admit_dirs(dirs: &[PathBuf], config: &SafetyConfig) -> Result<Admission> 
 /// [`admit_dirs`] on a dedicated thread at background CPU priority, so the
 /// runtime's workers stay responsive meanwhile.
 pub async fn admit_dirs_async(dirs: Vec<PathBuf>, config: SafetyConfig) -> Result<Admission> {
-    admit_dirs_observed(dirs, config, None).await.0
+    admit_dirs_observed(dirs, config, None, None).await.0
 }
+
+/// Says, by plugin name, which compatible libraries admission must leave
+/// unopened in this process (they run in a runner process).
+pub(crate) type KeepClosed = Box<dyn Fn(&str) -> bool + Send>;
 
 /// A progress observer that may run on the admission thread.
 pub(crate) type ProgressObserver = Box<dyn FnMut(Progress) + Send>;
@@ -73,6 +77,7 @@ pub(crate) async fn admit_dirs_observed(
     dirs: Vec<PathBuf>,
     config: SafetyConfig,
     mut progress: Option<ProgressObserver>,
+    keep_closed: Option<KeepClosed>,
 ) -> (Result<Admission>, Option<ProgressObserver>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
@@ -83,6 +88,7 @@ pub(crate) async fn admit_dirs_observed(
                 if let Some(progress) = progress.as_mut() {
                     pipeline.progress = Some(progress.as_mut());
                 }
+                pipeline.keep_closed = keep_closed;
                 pipeline.run(&dirs)
             });
             let _ = tx.send((admission, progress));
@@ -138,6 +144,8 @@ struct Pipeline<'a> {
     worker: Option<ProbeWorker>,
     waiting: HashMap<usize, Copied>,
     opener: Opener,
+    /// Which compatible libraries stay unopened here (by plugin name).
+    keep_closed: Option<KeepClosed>,
     /// Libraries opened so far, with their report index (put in file order at the end).
     loaded: Vec<(usize, LoadedLibrary)>,
     unavailable: Option<Error>,
@@ -167,6 +175,7 @@ impl<'a> Pipeline<'a> {
             worker: None,
             waiting: HashMap::new(),
             opener: Opener::default(),
+            keep_closed: None,
             loaded: Vec::new(),
             unavailable: None,
             admission: Admission::default(),
@@ -535,14 +544,23 @@ impl<'a> Pipeline<'a> {
         match verdict {
             CachedVerdict::Compatible { plugin } => {
                 // The one conversion of the wire/cache form into the host's metadata.
-                match plugin.to_info(&path) {
-                    Ok(info) => report.succeed(info),
+                let info = match plugin.to_info(&path) {
+                    Ok(info) => info,
                     Err(reason) => {
                         report.fail(Error::InvalidMetadata { path, reason });
                         return;
                     }
-                }
-                if self.load && !already_loaded {
+                };
+                let closed = self.keep_closed.as_ref().is_some_and(|f| f(&info.name));
+                report.succeed(info.clone());
+                if self.load && !already_loaded && closed {
+                    // Runs in a runner process: its constructors never run here.
+                    self.admission.kept_closed.push(ClosedLibrary {
+                        path,
+                        shadow: copied.shadow.clone(),
+                        info,
+                    });
+                } else if self.load && !already_loaded {
                     // SAFETY: `copied.shadow` is either a sealed memory file
                     // (`memfd::seal_copy`: written from exactly the bytes it
                     // hashed, then sealed against writes, growing and shrinking,

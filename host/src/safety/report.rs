@@ -221,4 +221,19 @@ pub struct Admission {
     pub report: ScanReport,
     /// The compatible libraries, opened in this process from their shadow copies.
     pub libraries: Vec<LoadedLibrary>,
+    /// The compatible libraries left unopened because they run in another
+    /// process (the manager's isolation policy): never mapped in this one.
+    pub(crate) kept_closed: Vec<ClosedLibrary>,
+}
+
+/// A compatible library admission did not open in this process: its metadata
+/// (from the probe's verdict or the scan cache) and its verified copy.
+#[derive(Debug)]
+pub(crate) struct ClosedLibrary {
+    /// The plugin's file as the user placed it.
+    pub path: PathBuf,
+    /// The verified private copy a runner process opens.
+    pub shadow: PathBuf,
+    /// Its metadata.
+    pub info: PluginInfo,
 }

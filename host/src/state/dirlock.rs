@@ -19,6 +19,11 @@ use crate::error::{Error, Result};
 /// The lock file's name inside the state directory (hidden: never a state file).
 pub const LOCK_FILE_NAME: &str = ".lock";
 
+/// How long [`DirLock::acquire`] waits for a lock recorded under this process's
+/// own pid (see there) before reporting it held.
+const SAME_PID_WAIT: Duration = Duration::from_millis(500);
+const SAME_PID_POLL: Duration = Duration::from_millis(10);
+
 /// An exclusive lock on a state directory, released on drop.
 #[derive(Debug)]
 pub struct DirLock {
@@ -28,7 +33,8 @@ pub struct DirLock {
 
 impl DirLock {
     /// Takes the lock on `dir` (which must exist) and records this process's pid
-    /// in it. Blocking. A held lock is [`Error::StateDirLocked`] naming the
+    /// in it. Blocking (a lock recorded under this process's own pid is retried
+    /// for up to half a second first). A held lock is [`Error::StateDirLocked`] naming the
     /// holder's pid.
     pub fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE_NAME);
@@ -39,12 +45,27 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| io_error(&path, "open lock file", &e))?;
-        let locked = FileExt::try_lock_exclusive(&file).map_err(|e| io_error(&path, "lock", &e))?;
-        if !locked {
-            return Err(Error::StateDirLocked {
-                path: dir.to_path_buf(),
-                holder: read_holder(&mut file),
-            });
+        let mut waited = Duration::ZERO;
+        loop {
+            let locked =
+                FileExt::try_lock_exclusive(&file).map_err(|e| io_error(&path, "lock", &e))?;
+            if locked {
+                break;
+            }
+            let holder = read_holder(&mut file);
+            // Held under this very process's pid: either a second manager of this
+            // process holds it (an error, after the wait), or the holder was
+            // just dropped while a child process, forked by another thread in
+            // the instant before its `exec`, still shares the lock's open file
+            // description (the lock goes with the `exec`). Wait out the latter.
+            if holder != std::process::id().to_string() || waited >= SAME_PID_WAIT {
+                return Err(Error::StateDirLocked {
+                    path: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            std::thread::sleep(SAME_PID_POLL);
+            waited += SAME_PID_POLL;
         }
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)

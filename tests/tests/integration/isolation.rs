@@ -538,3 +538,47 @@ async fn a_crashed_isolated_plugin_is_restarted_with_its_saved_state() {
     .await;
     detector.finish();
 }
+
+/// The library files this process has mapped (from `/proc/self/maps`).
+#[cfg(target_os = "linux")]
+fn mapped_files() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5).map(str::to_owned))
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_library_is_never_mapped_in_the_host() {
+    let dir = PluginDir::with(&["fixture-crashy", "hello"]);
+    let manager = manager(&dir, &["crashy"], |b| b).await;
+    watchdog("isolated start", LIMIT, async {
+        let started = manager.load_all_plugins().await;
+        assert!(started.is_ok(), "{started:?}");
+        assert_eq!(
+            manager.call("crashy", "echo", json!("hi")).await.unwrap(),
+            json!("hi")
+        );
+    })
+    .await;
+    // Shadow copies are named by content and live in this test's own work dir:
+    // hello (in-process) is mapped from there, crashy (isolated) must not be.
+    let work = dir.safety().shadow_dir().to_string_lossy().into_owned();
+    let mut mapped: Vec<String> = mapped_files()
+        .into_iter()
+        .filter(|f| f.starts_with(&work))
+        .collect();
+    mapped.dedup();
+    assert_eq!(
+        mapped.len(),
+        1,
+        "expected only hello's copy mapped: {mapped:?}"
+    );
+    let hello = manager.get_plugin_by_name("hello").unwrap();
+    let crashy = manager.get_plugin_by_name("crashy").unwrap();
+    assert!(crashy.crash_signal().is_some() && hello.crash_signal().is_none());
+    let unloaded = manager.unload_all_plugins().await;
+    assert!(unloaded.is_ok(), "{unloaded:?}");
+}

@@ -122,15 +122,7 @@ impl PluginInfo {
     /// Parses FFI metadata read from the library at `path`.
     pub fn from_ffi(meta: &PluginMetadata, path: PathBuf) -> Result<Self, String> {
         let name = meta.name.as_str().to_owned();
-        if name.trim().is_empty() {
-            return Err("the plugin name is empty".to_owned());
-        }
-        if name.starts_with('@') {
-            return Err(format!(
-                "the plugin name {name:?} starts with `@`, which is reserved for the host ({})",
-                plugbay_api::services::HOST
-            ));
-        }
+        check_plugin_name(&name)?;
         let version = Version::parse(meta.version.as_str())
             .map_err(|e| format!("version {:?} is not semver: {e}", meta.version.as_str()))?;
         let mut dependencies = Vec::with_capacity(meta.dependencies.len());
@@ -157,6 +149,21 @@ impl PluginInfo {
             source: PluginSource::Library(path),
         })
     }
+}
+
+/// Whether `name` may name a library's plugin: not empty or blank, and not
+/// starting with `@` (reserved for the host). `Err` says why, in words.
+pub(crate) fn check_plugin_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the plugin name is empty".to_owned());
+    }
+    if name.starts_with('@') {
+        return Err(format!(
+            "the plugin name {name:?} starts with `@`, which is reserved for the host ({})",
+            plugbay_api::services::HOST
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn display<T: fmt::Display, S: serde::Serializer>(

@@ -115,7 +115,8 @@
 //!
 //! The `bench-internals` feature additionally exposes a module `internals`, a few
 //! internal pieces the repository's benchmarks measure directly. It is not part of
-//! the stable API.
+//! the stable API. Likewise the `fuzzing` feature exposes `fuzzing`, the fuzz
+//! targets of the decoders that read outside bytes, for the cargo-fuzz crate.
 
 #![warn(missing_docs)]
 
@@ -128,6 +129,11 @@ mod discovery;
 mod error;
 mod events;
 mod ffi;
+/// Fuzz targets for the decoders of outside bytes (probe channel, state files,
+/// metadata). Enabled by the `fuzzing` feature, which only the cargo-fuzz
+/// crate in `host/fuzz/` turns on; not part of the stable API.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod in_process;
 mod info;
 mod isolation;

@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 
 mod abi_gate;
 mod cross;
+mod fuzz;
 
 /// The sample plugins `build-samples` builds and copies, by library name
 /// (package `plugbay-sample-<name>`).
@@ -32,6 +33,10 @@ tasks:
   abi-gate        compare plugin-api's type layouts with the last release's (tests/frozen/)
   package         package the publishable crates (plugbay-api, plugbay-host,
                   plugbay-cli) and build each from its tarball, then a publish dry run
+  fuzz [--seconds N] [TARGET...]
+                  the cargo-fuzz targets of host/fuzz/ for N seconds each (default 30;
+                  installs nightly and cargo-fuzz when missing); not part of ci, whose
+                  test run includes the bounded proptest fuzzers
   cross           type-check + clippy -D warnings for x86_64-pc-windows-gnu and
                   aarch64-apple-darwin (installs the distribution toolchain if root)
   ci              fmt check, tidy, clippy -D warnings on all targets, cross, docs, abi-gate,
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         },
         Some("abi-gate") => abi_gate::run(&root()),
         Some("cross") => cross::cross(&root()),
+        Some("fuzz") => fuzz::run(&root(), &args[1..]),
         Some("tidy") => tidy::run(&root()),
         Some("loom") => exec(loom::command(cargo(), &root().join("target").join("loom"))),
         Some("package") => package(),

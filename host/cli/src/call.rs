@@ -173,6 +173,7 @@ async fn call_inner(args: CallArgs, data: &mut CallData) -> Result<Value, Failur
         // Another file in the directories is unusable: worth a warning, not a failure.
         eprintln!("plugin-host: skipped {}: {err}", path.display());
     }
+    args.isolation.warn_unknown(&manager);
     data.timings_ms.admit = ms_since(admit);
     let outcome =
         start_and_call(&manager, &operands, call_args, config, &mut data.timings_ms).await;

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 
 use clap::Args;
-use plugbay_host::{Error, ManagerConfigBuilder, Result, RUNNER_ARG};
+use plugbay_host::{Error, ManagerConfigBuilder, PluginManager, Result, RUNNER_ARG};
 
 /// Which plugins run in a runner process instead of the host.
 #[derive(Args, Debug, Clone, Default)]
@@ -40,5 +40,17 @@ impl IsolateArgs {
             builder = builder.isolate(name.clone());
         }
         Ok(builder)
+    }
+
+    /// Warns on stderr about each `--isolate NAME` that names no registered
+    /// plugin (a typo would otherwise leave that plugin in-process silently).
+    pub fn warn_unknown(&self, manager: &PluginManager) {
+        for name in &self.isolate {
+            if manager.id_of(name).is_none() {
+                eprintln!(
+                    "plugin-host: --isolate {name}: no plugin named `{name}` was found in the directories"
+                );
+            }
+        }
     }
 }

@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let loaded = manager
         .load_plugin_dirs_with_progress(crate::progress::observer())
         .await;
+    args.isolation.warn_unknown(&manager);
     let mut skipped = Vec::new();
     for (path, err) in &loaded.failed {
         eprintln!("plugin-host: skipped {}: {err}", path.display());

@@ -8,6 +8,8 @@
 //! exits when the host closes the channel. A library that crashes, aborts or
 //! hangs takes only this process down; the host notices and quarantines it.
 
+use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::protocol::{read_frame, write_frame, FrameError, FromChild, ToChild};
@@ -40,43 +42,68 @@ pub fn run_probe_child() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let nonce = match read_frame::<ToChild>(&mut channel, None) {
+    let end = serve(&mut channel, |path| {
+        match loader::check_library(path, path, LayoutCheck::Verify) {
+            Ok(lib) => Verdict::Compatible {
+                plugin: MetadataRecord::from_info(&lib.info),
+            },
+            Err(rejection) => Verdict::Rejected { rejection },
+        }
+    });
+    match end {
+        SessionEnd::HostClosed => ExitCode::SUCCESS,
+        SessionEnd::ProtocolError(why) => {
+            eprintln!("plugin-probe: {why}");
+            ExitCode::from(3)
+        }
+        SessionEnd::WriteFailed => ExitCode::from(3),
+    }
+}
+
+/// How a probe session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// The host closed the channel between frames: the normal end.
+    HostClosed,
+    /// The host's frames were malformed or out of order; the text says how.
+    ProtocolError(String),
+    /// An answer could not be written (the host is gone).
+    WriteFailed,
+}
+
+/// The child's side of the protocol on `channel`: learns the session nonce
+/// from the host's hello, answers it, then answers every probe request with
+/// `check`'s verdict for the named file, until the host hangs up or breaks
+/// the protocol.
+pub(crate) fn serve<C: Read + Write>(
+    channel: &mut C,
+    mut check: impl FnMut(&Path) -> Verdict,
+) -> SessionEnd {
+    let nonce = match read_frame::<ToChild>(channel, None) {
         Ok((ToChild::Hello, nonce)) => nonce,
         Ok((other, _)) => {
-            eprintln!("plugin-probe: expected hello, got {other:?}");
-            return ExitCode::from(3);
+            return SessionEnd::ProtocolError(format!("expected hello, got {other:?}"))
         }
-        Err(FrameError::Closed) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("plugin-probe: {e}");
-            return ExitCode::from(3);
-        }
+        Err(FrameError::Closed) => return SessionEnd::HostClosed,
+        Err(e) => return SessionEnd::ProtocolError(e.to_string()),
     };
     let ready = FromChild::Ready {
         pid: std::process::id(),
         interface_build_id: loader::interface_build_id().to_owned(),
     };
-    if write_frame(&mut channel, &nonce, &ready).is_err() {
-        return ExitCode::from(3);
+    if write_frame(channel, &nonce, &ready).is_err() {
+        return SessionEnd::WriteFailed;
     }
     loop {
-        let (id, path) = match read_frame::<ToChild>(&mut channel, Some(&nonce)) {
+        let (id, path) = match read_frame::<ToChild>(channel, Some(&nonce)) {
             Ok((ToChild::Probe { id, path }, _)) => (id, path),
             Ok((ToChild::Hello, _)) => continue,
-            Err(FrameError::Closed) => return ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("plugin-probe: {e}");
-                return ExitCode::from(3);
-            }
+            Err(FrameError::Closed) => return SessionEnd::HostClosed,
+            Err(e) => return SessionEnd::ProtocolError(e.to_string()),
         };
-        let verdict = match loader::check_library(&path, &path, LayoutCheck::Verify) {
-            Ok(lib) => Verdict::Compatible {
-                plugin: MetadataRecord::from_info(&lib.info),
-            },
-            Err(rejection) => Verdict::Rejected { rejection },
-        };
-        if write_frame(&mut channel, &nonce, &FromChild::Verdict { id, verdict }).is_err() {
-            return ExitCode::from(3);
+        let verdict = check(&path);
+        if write_frame(channel, &nonce, &FromChild::Verdict { id, verdict }).is_err() {
+            return SessionEnd::WriteFailed;
         }
     }
 }

@@ -16,7 +16,7 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::info::{DependencySpec, PluginInfo, PluginSource};
+use crate::info::{check_plugin_name, DependencySpec, PluginInfo, PluginSource};
 
 /// What a probe (or an in-process check) found out about one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +81,11 @@ impl MetadataRecord {
     }
 
     /// The host's metadata for the library file `path`. Errors (in words) when
-    /// a version or requirement does not parse: the record came from another
-    /// process or from disk, so it is checked again.
+    /// the name is not a plugin name or a version or requirement does not
+    /// parse: the record came from another process or from disk, so it is
+    /// checked again, as [`PluginInfo::from_ffi`] checks the library's own.
     pub fn to_info(&self, path: &Path) -> Result<PluginInfo, String> {
+        check_plugin_name(&self.name)?;
         let version = Version::parse(&self.version)
             .map_err(|e| format!("version {:?} is not semver: {e}", self.version))?;
         let dependencies = self

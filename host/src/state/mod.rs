@@ -42,10 +42,10 @@
 mod atomic;
 mod default_dir;
 mod dirlock;
-mod envelope;
+pub(crate) mod envelope;
 mod name;
 mod quarantine;
-mod read;
+pub(crate) mod read;
 
 use std::collections::HashMap;
 use std::future::Future;

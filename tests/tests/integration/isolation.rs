@@ -433,6 +433,14 @@ fn the_cli_runs_and_calls_plugins_isolated() {
     };
     let (code, stdout, stderr) = run(&["run", "--once", "--isolate", "crashy"]);
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stderr.contains("--isolate crashy:"), "{stderr}");
+    // A name no library carries is a warning, not silence.
+    let (code, _, stderr) = run(&["run", "--once", "--isolate", "crashyy"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("--isolate crashyy: no plugin named `crashyy` was found"),
+        "{stderr}"
+    );
     for name in ["crashy", "hello"] {
         assert!(
             stdout

@@ -12,10 +12,12 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAGIC: [u8; 4] = *b"PLPB";
 /// Largest accepted payload. Reports are small; anything bigger is garbage.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// The payload buffer's first capacity; it grows as the payload arrives.
+const PAYLOAD_BUFFER_START: usize = 64 * 1024;
 /// Length of the per-session nonce.
 pub const NONCE_LEN: usize = 16;
-/// magic + version + reserved + length + nonce.
-const HEADER_LEN: usize = 4 + 2 + 2 + 4 + NONCE_LEN;
+/// Bytes before the payload: magic + version + reserved + length + nonce.
+pub const HEADER_LEN: usize = 4 + 2 + 2 + 4 + NONCE_LEN;
 
 /// The per-session random value every frame must carry.
 pub type Nonce = [u8; NONCE_LEN];
@@ -133,11 +135,16 @@ pub fn read_payload(
             return Err(FrameError::Garbage("wrong session nonce".into()));
         }
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => FrameError::Garbage("the channel closed mid-frame".into()),
-        _ => FrameError::Io(e),
-    })?;
+    // The buffer grows with the bytes that arrive, not with the length the
+    // header claims: a peer that announces a full-cap frame and stalls (or
+    // hangs up) makes this side hold only what it really sent.
+    let mut payload = Vec::with_capacity(len.min(PAYLOAD_BUFFER_START));
+    r.take(len as u64)
+        .read_to_end(&mut payload)
+        .map_err(FrameError::Io)?;
+    if payload.len() < len {
+        return Err(FrameError::Garbage("the channel closed mid-frame".into()));
+    }
     Ok((payload, nonce))
 }
 

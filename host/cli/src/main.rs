@@ -15,6 +15,7 @@ mod run;
 mod safety_args;
 mod scan_view;
 mod style;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,7 +116,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Shut down right after initializing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         once: bool,
         /// Print one JSON document at exit (status tables, skipped files,
         /// failures, checkpoints, and the profile with --profile) instead of tables.
@@ -134,6 +135,21 @@ enum Command {
         /// 5m, 1h 30m (SIGHUP saves at once too, on Unix).
         #[arg(long, value_name = "DURATION", value_parser = checkpoint::parse_interval, conflicts_with = "once")]
         checkpoint_every: Option<std::time::Duration>,
+        /// Follow the plugin directories while running: a changed library is
+        /// reloaded, a new one admitted and started, a deleted one stopped and
+        /// removed. One status line per change (so not with --json, whose
+        /// stdout is one document).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// With --watch: stop the running dependents of a deleted library's
+        /// plugin with it (instead of keeping it running), and restart those a
+        /// reloaded version no longer satisfies (instead of refusing the reload).
+        #[arg(long, requires = "watch")]
+        cascade: bool,
+        /// With --watch: how long (milliseconds) a library file must stay
+        /// unchanged before it is loaded, reloaded or removed.
+        #[arg(long, value_name = "MS", requires = "watch", default_value_t = watch::DEFAULT_SETTLE.as_millis() as u64)]
+        settle_ms: u64,
         #[command(flatten)]
         safety: SafetyArgs,
         #[command(flatten)]
@@ -276,19 +292,34 @@ fn main() -> ExitCode {
             profile,
             allow_failures,
             checkpoint_every,
+            watch,
+            cascade,
+            settle_ms,
             safety,
             isolation,
             dirs,
         } => {
+            // Admitting a new file under --watch admits its directory again:
+            // the libraries already running are refused there as duplicates,
+            // which is expected, not worth a warning.
+            let filter = if watch {
+                "info,plugbay_host::manager::directory=error"
+            } else {
+                "info"
+            };
             let profile = profile.then(profile::Recorder::default);
             match &profile {
-                Some(recorder) => profile::init_tracing("info", recorder),
-                None => init_tracing("info"),
+                Some(recorder) => profile::init_tracing(filter, recorder),
+                None => init_tracing(filter),
             }
             block_on(run::run(run::RunArgs {
                 dirs,
                 state_dir,
                 once,
+                watch: watch.then(|| watch::WatchOptions {
+                    cascade,
+                    settle: std::time::Duration::from_millis(settle_ms),
+                }),
                 safety,
                 isolation,
                 json,

@@ -57,6 +57,8 @@ pub struct RunArgs {
     pub allow_failures: bool,
     /// Save every active plugin's state this often while running.
     pub checkpoint_every: Option<Duration>,
+    /// `--watch`: follow the plugin directories until stopped.
+    pub watch: Option<crate::watch::WatchOptions>,
 }
 
 /// Opens a manager over `dirs` with the host's name and version, the state
@@ -171,6 +173,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
     }
 
     let mut checkpointer = Checkpointer::new(manager.clone());
+    let watching = args
+        .watch
+        .clone()
+        .map(|options| crate::watch::Watching::start(manager.clone(), args.dirs.clone(), options));
     if !args.once {
         let mut signals = Signals::new(args.checkpoint_every);
         eprintln!("{}", signals.running_message());
@@ -180,6 +186,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
                 Trigger::Checkpoint(reason) => checkpointer.checkpoint(reason).await,
             }
         }
+    }
+    if let Some(watching) = watching {
+        watching.stop().await;
     }
     for (plugin, error) in stop_all(&manager).await {
         failures.push(Failure {
@@ -216,6 +225,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     } else {
         print_status("stopped", &stopped_rows);
+        let retained = manager.retained_images();
+        if retained > 0 {
+            println!("retained images: {retained} (library images kept mapped by reloads)");
+        }
     }
     ExitCode::from(exit_code)
 }

@@ -1,6 +1,7 @@
 //! Registering every plugin library found in a directory, admitted through
 //! the safety pipeline.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,7 +94,8 @@ impl PluginManager {
             tracing::warn!(path = %file.path.display(), error = %error, "plugin library not registered");
             report.failed.push((file.path.clone(), error));
         }
-        let content_ids: std::collections::HashMap<PathBuf, String> = admission
+        // What a reload compares a new file with (identical bytes: a no-op).
+        let content_ids: HashMap<PathBuf, String> = admission
             .report
             .files
             .iter()
@@ -114,7 +116,6 @@ impl PluginManager {
                     if let (Some(content_id), Ok(slot)) =
                         (content_ids.get(&path), self.inner.slot(id))
                     {
-                        // What a reload compares a new file with (identical: a no-op).
                         slot.plugin.set_current_image(content_id);
                     }
                     report.registered.push(RegisteredLibrary { path, name, id })

@@ -17,6 +17,8 @@ mod cli_output;
 #[cfg(unix)]
 mod cli_run;
 #[cfg(unix)]
+mod cli_watch;
+#[cfg(unix)]
 mod compat;
 #[cfg(unix)]
 mod crash;

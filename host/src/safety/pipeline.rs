@@ -103,11 +103,8 @@ pub(crate) async fn admit_dirs_observed(
     })
 }
 
-/// Admits one library file (not a directory): the same checks, shadow copy,
-/// probe (or cache) and opening as [`admit_dirs`], on a dedicated thread at
-/// background priority. Its directory is checked like a plugin directory; a
-/// library `keep_closed` names is verified but left unopened. For a reload of a
-/// running plugin from a new file.
+/// [`admit_dirs_async`] for one library file (a reload's new file), its
+/// directory checked like a plugin directory; `keep_closed` libraries stay unopened.
 pub(crate) async fn admit_file_async(
     file: PathBuf,
     config: SafetyConfig,
@@ -124,11 +121,7 @@ pub(crate) async fn admit_file_async(
             });
             let _ = tx.send(admission);
         });
-    if let Err(e) = spawned {
-        return Err(Error::Config(format!(
-            "cannot start the admission thread: {e}"
-        )));
-    }
+    spawned.map_err(|e| Error::Config(format!("cannot start the admission thread: {e}")))?;
     rx.await
         .unwrap_or_else(|_| Err(Error::Config("the admission thread failed".into())))
 }
@@ -240,8 +233,7 @@ impl<'a> Pipeline<'a> {
         self.finish()
     }
 
-    /// Admits the one library `file`; its directory is checked like a plugin
-    /// directory.
+    /// Admits the one library `file` (its directory checked like a plugin dir).
     fn run_file(mut self, file: &Path) -> Result<Admission> {
         let dir = file.parent().unwrap_or(Path::new("."));
         match permissions::check_dir(dir, self.config) {

@@ -93,6 +93,8 @@ struct StatusRow {
     state: String,
     /// The description while it runs; why it is not active otherwise.
     detail: String,
+    /// Library images of earlier versions that reloads keep mapped for it.
+    retained_images: usize,
 }
 
 /// A library file that was not registered, and why.
@@ -270,6 +272,7 @@ fn status_rows(manager: &PluginManager) -> Vec<StatusRow> {
                 version: p.info.version.to_string(),
                 state: p.state.name().to_owned(),
                 detail,
+                retained_images: p.retained_images,
             }
         })
         .collect()

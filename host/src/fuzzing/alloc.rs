@@ -4,6 +4,10 @@
 //! bytes (a length field that claims 4 GiB must be refused before anything of
 //! that size is allocated).
 
+// The initializers below are `const` already; clippy's check misreads the
+// macro's Windows expansion (seen with the distribution's cargo 1.96).
+#![cfg_attr(windows, allow(clippy::missing_const_for_thread_local))]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

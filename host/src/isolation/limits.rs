@@ -32,6 +32,8 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits as the runner's hello carries them (runners exist on Unix only).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn to_wire(self) -> WireLimits {
         WireLimits {
             memory_bytes: self.memory_bytes,

@@ -195,6 +195,8 @@ fn run_json_prints_the_started_and_stopped_tables() {
                 row["version"].is_string() && row["detail"].is_string(),
                 "{row}"
             );
+            // Nothing was reloaded: no earlier image kept mapped.
+            assert_eq!(row["retained_images"], 0, "{row}");
         }
     }
     assert_eq!(data["exit_code"], 0, "{data:#}");

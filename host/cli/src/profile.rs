@@ -224,7 +224,7 @@ pub fn init_tracing(default: &str, recorder: &Recorder) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::style::log_writer)
         .with_filter(filter);
     tracing_subscriber::registry()
         .with(log)

@@ -4,8 +4,9 @@
 //! writes the escape codes only when stdout is a terminal and `NO_COLOR` is not
 //! set (it also honours `CLICOLOR`, `CLICOLOR_FORCE` and `TERM=dumb`, and
 //! translates the codes for old Windows consoles); anywhere else it strips them.
-//! So these helpers always add codes and the stream decides. JSON output never
-//! goes through them.
+//! So these helpers always add codes and the stream decides; log lines go
+//! through the same kind of stream ([`log_writer`]). JSON output never goes
+//! through them.
 
 use anstyle::{AnsiColor, Style};
 
@@ -32,6 +33,12 @@ pub fn status(text: &str, ok: bool) -> String {
 /// Something that needs attention but is not an error.
 pub fn warning(text: &str) -> String {
     paint(WARNING, text)
+}
+
+/// Where log lines go: stderr through `anstream`, so their colours follow the
+/// same rules (none off a terminal or with `NO_COLOR`).
+pub fn log_writer() -> anstream::Stderr {
+    anstream::stderr()
 }
 
 /// A field label (`inspect`).

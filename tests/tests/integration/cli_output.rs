@@ -246,3 +246,27 @@ fn the_scan_reports_progress_up_to_every_file() {
         seen.len()
     );
 }
+
+#[test]
+fn run_logs_carry_no_escape_codes_off_a_terminal() {
+    let dir = PluginDir::with(&["hello"]);
+    let state = tempfile::tempdir().unwrap();
+    let work = dir.path().join(".host-work");
+    let args: Vec<&OsStr> = vec![
+        "run".as_ref(),
+        "--once".as_ref(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+        "--work-dir".as_ref(),
+        work.as_os_str(),
+        dir.path().as_os_str(),
+    ];
+    let (code, stdout, stderr) = run_with_env(&args, &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    // The run logs at info level: there are log lines, and they are plain.
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "escape codes on a pipe:\n{stdout}\n{stderr}"
+    );
+}

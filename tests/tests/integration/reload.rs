@@ -15,6 +15,15 @@ use serde_json::{json, Value};
 /// Longer than anything here should take: past it a test fails instead of hanging.
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The version `counter` says it is, asked through a call.
+async fn counter_version(manager: &PluginManager) -> String {
+    let answer = manager.call("counter", "version", Value::Null).await;
+    match answer {
+        Ok(Value::String(version)) => version,
+        other => panic!("counter's version call answered {other:?}"),
+    }
+}
+
 /// A manager over `dir` with `counter` loaded and Active.
 async fn running_counter(dir: &PluginDir) -> PluginManager {
     let manager = PluginManager::new(
@@ -148,13 +157,7 @@ async fn reload_under_load_swaps_counter_with_zero_failed_calls_and_keeps_its_co
     assert_eq!(manager.id_of("counter"), Some(id));
     assert_eq!(manager.status(id).unwrap(), PluginState::Active);
     assert_eq!(version_of(&manager, "counter"), "1.1.0");
-    assert_eq!(
-        manager
-            .call("counter", "version", Value::Null)
-            .await
-            .unwrap(),
-        json!("1.1.0")
-    );
+    assert_eq!(counter_version(&manager).await, "1.1.0");
     // Every increment, before and after the swap, counted once.
     let got = manager.call("counter", "get", Value::Null).await.unwrap();
     assert_eq!(got["value"], json!(ok.load(SeqCst)), "{got}");
@@ -199,11 +202,7 @@ async fn a_handle_looked_up_before_the_reload_reaches_the_new_version() {
         .await
         .unwrap();
     assert_eq!(handle.info().version.to_string(), "1.1.0");
-    let ctx_free = manager
-        .call("counter", "version", Value::Null)
-        .await
-        .unwrap();
-    assert_eq!(ctx_free, json!("1.1.0"));
+    assert_eq!(counter_version(&manager).await, "1.1.0");
     assert!(manager.unload_all_plugins().await.is_ok());
 }
 
@@ -341,13 +340,7 @@ async fn a_library_that_renames_the_plugin_is_refused_at_step_name() {
             if cause.to_string().contains("is plugin `hello`, not `counter`")),
         "{err:?}"
     );
-    assert_eq!(
-        manager
-            .call("counter", "version", Value::Null)
-            .await
-            .unwrap(),
-        json!("1.0.0")
-    );
+    assert_eq!(counter_version(&manager).await, "1.0.0");
     assert!(manager.unload_all_plugins().await.is_ok());
 }
 
@@ -443,13 +436,7 @@ async fn dependents_keep_running_when_satisfied_and_otherwise_block_or_cascade()
         "{restarted:?}"
     );
     assert!(manager.status(user_id).unwrap().failure().is_some());
-    assert_eq!(
-        manager
-            .call("counter", "version", Value::Null)
-            .await
-            .unwrap(),
-        json!("2.0.0")
-    );
+    assert_eq!(counter_version(&manager).await, "2.0.0");
     assert!(manager.unload_all_plugins().await.is_ok());
 }
 
@@ -480,12 +467,6 @@ async fn a_plugin_that_is_not_running_gets_the_new_code_for_its_next_start() {
         .load_plugin(manager.id_of("counter").unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        manager
-            .call("counter", "version", Value::Null)
-            .await
-            .unwrap(),
-        json!("1.1.0")
-    );
+    assert_eq!(counter_version(&manager).await, "1.1.0");
     assert!(manager.unload_all_plugins().await.is_ok());
 }

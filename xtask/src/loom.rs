@@ -1,6 +1,7 @@
 //! `cargo xtask loom`: the loom models of the call gate and the dependency hold
 //! (`host/src/manager/gate.rs`) and of supervision's crash / restart / unload
-//! protocol (`host/src/manager/supervise/book.rs`), each a module `loom_model`.
+//! protocol (`host/src/manager/supervise/book.rs`) and of the slot's append-only
+//! list (`host/src/manager/append_only.rs`), each a module `loom_model`.
 //!
 //! Builds with `--cfg plugbay_loom` (a name of our own: `--cfg loom` would also
 //! switch tokio and other dependencies to their loom builds) in its own target

@@ -28,8 +28,9 @@ tasks:
                   scenarios; prints the results table, writes target/bench/summary.json
   bench --quick   the same at small sizes, one round, criterion in test mode (CI's smoke run)
   tidy            repository hygiene checks (xtask/src/tidy.rs)
-  loom            the loom models of the call gate and of supervision
-                  (host/src/manager/gate.rs, host/src/manager/supervise/book.rs)
+  loom            the loom models of the call gate, of supervision and of the
+                  append-only list (host/src/manager/gate.rs,
+                  host/src/manager/supervise/book.rs, host/src/manager/append_only.rs)
   abi-gate        compare plugin-api's type layouts with the last release's (tests/frozen/)
   package         package the publishable crates (plugbay-api, plugbay-host,
                   plugbay-cli) and build each from its tarball, then a publish dry run

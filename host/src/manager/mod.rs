@@ -6,6 +6,7 @@
 //! only in small synchronous functions; each plugin's lifecycle is serialized by
 //! its own `tokio` mutex; calls never take a lifecycle lock.
 
+mod append_only;
 mod batch_report;
 mod call;
 mod config;

@@ -1,8 +1,9 @@
 //! A slot's plugin object, swappable by a reload without a lock on the read path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::append_only::{AppendOnly, Node};
 use crate::info::PluginSource;
 use crate::plugin::Plugin;
 
@@ -12,16 +13,16 @@ use crate::plugin::Plugin;
 /// long as it holds the slot, with no lock and no reference-count write.
 pub(crate) struct PluginCell {
     /// Every plugin object of this slot, oldest first. Append-only and
-    /// lock-free (`boxcar`): pushed to only under the slot's lifecycle lock.
-    generations: boxcar::Vec<Generation>,
-    /// The index of the current object in `generations`. Atomic, not a lock:
+    /// lock-free ([`AppendOnly`]): pushed to only under the slot's lifecycle lock.
+    generations: AppendOnly<Generation>,
+    /// The current object: always a node of `generations`. Atomic, not a lock:
     /// written (after the push) only under the slot's lifecycle lock while the
     /// call gate is held, so a call admitted afterwards sees the new value.
-    current: AtomicUsize,
+    current: AtomicPtr<Node<Generation>>,
     /// The content ids of the distinct library images mapped for this plugin
     /// (an unknown first image gets a placeholder). Append-only, lock-free;
     /// written only by registration and by the one reload in progress.
-    images: boxcar::Vec<String>,
+    images: AppendOnly<String>,
 }
 
 /// One plugin object of a slot.
@@ -33,22 +34,29 @@ struct Generation {
 
 impl PluginCell {
     pub(crate) fn new(plugin: Arc<dyn Plugin>) -> Self {
-        let generations = boxcar::Vec::new();
-        generations.push(Generation {
+        let generations = AppendOnly::new();
+        let first = node_ptr(generations.push(Generation {
             plugin,
             image: OnceLock::new(),
-        });
+        }));
         Self {
             generations,
-            current: AtomicUsize::new(0),
-            images: boxcar::Vec::new(),
+            current: AtomicPtr::new(first),
+            images: AppendOnly::new(),
         }
     }
 
+    fn current_node(&self) -> &Node<Generation> {
+        let node = self.current.load(Ordering::Acquire);
+        // SAFETY: `current` only ever holds a node of `self.generations` (from
+        // `push` or `get`), and a list's nodes live as long as the list, which
+        // `&self` borrows; the acquire load pairs with the release store that
+        // published it after the push.
+        unsafe { &*node }
+    }
+
     fn current_generation(&self) -> &Generation {
-        let index = self.current.load(Ordering::Acquire);
-        // `current` only ever holds an index `push` returned.
-        &self.generations[index]
+        self.current_node().value()
     }
 
     /// The current plugin object.
@@ -58,7 +66,7 @@ impl PluginCell {
 
     /// The index of the current object (to switch back to it).
     pub(crate) fn current_index(&self) -> usize {
-        self.current.load(Ordering::Acquire)
+        self.current_node().index()
     }
 
     /// The content id of the current object's library image, when known.
@@ -95,26 +103,26 @@ impl PluginCell {
         if let Some(id) = &image {
             self.record_image(id);
         }
-        let index = self.generations.push(Generation {
+        let node = self.generations.push(Generation {
             plugin,
             image: image.map(OnceLock::from).unwrap_or_default(),
         });
-        self.current.store(index, Ordering::Release);
-        index
+        self.current.store(node_ptr(node), Ordering::Release);
+        node.index()
     }
 
     /// Makes the object at `index` (from [`PluginCell::current_index`]) current
     /// again. Only under the lifecycle lock.
     pub(crate) fn switch_to(&self, index: usize) {
-        if self.generations.get(index).is_some() {
-            self.current.store(index, Ordering::Release);
+        if let Some(node) = self.generations.get(index) {
+            self.current.store(node_ptr(node), Ordering::Release);
         }
     }
 
     /// Records that the library image `content_id` was mapped for this plugin
     /// (once per distinct id).
     pub(crate) fn record_image(&self, content_id: &str) {
-        if !self.images.iter().any(|(_, id)| id == content_id) {
+        if !self.images.iter().any(|id| id.value() == content_id) {
             self.images.push(content_id.to_owned());
         }
     }
@@ -122,8 +130,13 @@ impl PluginCell {
     /// How many library images of this plugin stay mapped beside the one in use.
     pub(crate) fn retained_images(&self) -> usize {
         let in_use = self.current_image().is_some();
-        self.images.count().saturating_sub(usize::from(in_use))
+        self.images.len().saturating_sub(usize::from(in_use))
     }
+}
+
+/// The pointer `current` stores for `node` (never written through).
+fn node_ptr(node: &Node<Generation>) -> *mut Node<Generation> {
+    std::ptr::from_ref(node).cast_mut()
 }
 
 impl std::ops::Deref for PluginCell {

@@ -11,6 +11,7 @@
 //! the current directory (see `crate::platform`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule, RootModuleError};
@@ -59,29 +60,51 @@ impl std::fmt::Debug for LoadedLibrary {
 /// same in both. Addresses and type ids (which differ per process) are not part
 /// of it. Computed once per process.
 pub fn interface_build_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let mut hasher = Sha256::new();
-        hasher.update(b"plugin-host interface build id v1\n");
-        hasher.update(INTERFACE_VERSION.as_bytes());
-        hasher
-            .update(format!("\n{:?}\n", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
-        let mut seen = std::collections::HashSet::new();
-        let mut stack = vec![<PluginModRef as StableAbi>::LAYOUT];
-        while let Some(layout) = stack.pop() {
-            if !seen.insert(layout.get_utypeid()) {
-                continue;
-            }
-            hasher.update(layout.to_string().as_bytes());
-            for nested in layout.shared_vars().type_layouts() {
-                stack.push(nested());
-            }
-            if let Some(extra) = layout.extra_checks() {
-                stack.extend(extra.nested_type_layouts().iter().copied());
-            }
+    BUILD_ID.get_or_init(compute_interface_build_id)
+}
+
+/// [`interface_build_id`], once computed.
+static BUILD_ID: OnceLock<String> = OnceLock::new();
+
+/// Starts computing [`interface_build_id`] on a helper thread, unless it is
+/// known already or a helper was started before; returns at once. Printing
+/// every nested layout takes about a millisecond, which the first admission of
+/// a process would otherwise spend before its first cache lookup: started
+/// first, it overlaps with reading the scan cache and listing the directory.
+/// A caller that needs the id meanwhile waits for it (`OnceLock`); if the
+/// thread cannot start, the first caller computes it.
+pub(crate) fn prefetch_interface_build_id() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if BUILD_ID.get().is_some() || STARTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("plugin-build-id".into())
+        .spawn(|| {
+            interface_build_id();
+        });
+}
+
+fn compute_interface_build_id() -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"plugin-host interface build id v1\n");
+    hasher.update(INTERFACE_VERSION.as_bytes());
+    hasher.update(format!("\n{:?}\n", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![<PluginModRef as StableAbi>::LAYOUT];
+    while let Some(layout) = stack.pop() {
+        if !seen.insert(layout.get_utypeid()) {
+            continue;
         }
-        format!("{:x}", hasher.finalize())
-    })
+        hasher.update(layout.to_string().as_bytes());
+        for nested in layout.shared_vars().type_layouts() {
+            stack.push(nested());
+        }
+        if let Some(extra) = layout.extra_checks() {
+            stack.extend(extra.nested_type_layouts().iter().copied());
+        }
+    }
+    format!("{:x}", hasher.finalize())
 }
 
 /// Whether [`open_library_as`] runs abi_stable's layout check.

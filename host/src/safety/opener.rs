@@ -40,6 +40,15 @@ pub(crate) struct Opener {
 }
 
 impl Opener {
+    /// An opener whose thread is started now rather than at the first file, so
+    /// that starting it overlaps with the admission's own start (reading the
+    /// scan cache, listing the directory).
+    pub(crate) fn started() -> Self {
+        let mut opener = Self::default();
+        opener.start();
+        opener
+    }
+
     /// Opens `shadow` on behalf of `path` (skipping the layout check `proof`
     /// vouches for), on the opener thread, starting it on first use.
     pub(crate) fn open(

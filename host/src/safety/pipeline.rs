@@ -80,6 +80,7 @@ pub(crate) async fn admit_dirs_observed(
     keep_closed: Option<KeepClosed>,
 ) -> (Result<Admission>, Option<ProgressObserver>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    loader::prefetch_interface_build_id();
     let spawned = std::thread::Builder::new()
         .name("plugin-admission".into())
         .spawn(move || {
@@ -139,7 +140,6 @@ struct Copied {
 struct Pipeline<'a> {
     config: &'a SafetyConfig,
     load: bool,
-    build_id: &'static str,
     shadow: ShadowDir,
     allowlist: Option<Allowlist>,
     cache: ScanCache,
@@ -160,13 +160,14 @@ struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     fn new(config: &'a SafetyConfig, load: bool) -> Result<Self> {
+        // Needed at the first cache lookup: computed meanwhile.
+        loader::prefetch_interface_build_id();
         // Disk copies an earlier admission of this process queued are found.
         #[cfg(target_os = "linux")]
         super::memfd::flush_shadow_copies();
         Ok(Self {
             config,
             load,
-            build_id: loader::interface_build_id(),
             shadow: ShadowDir::open(&config.shadow_dir)?,
             allowlist: config
                 .allowlist
@@ -176,7 +177,12 @@ impl<'a> Pipeline<'a> {
             cache: ScanCache::load(config.cache_path.as_deref()),
             worker: None,
             waiting: HashMap::new(),
-            opener: Opener::default(),
+            // Admitting opens libraries: its thread starts alongside ours.
+            opener: if load {
+                Opener::started()
+            } else {
+                Opener::default()
+            },
             keep_closed: None,
             loaded: Vec::new(),
             unavailable: None,
@@ -322,7 +328,7 @@ impl<'a> Pipeline<'a> {
                 path: path.to_path_buf(),
                 reason: format!("cannot stat it: {e}"),
             })?;
-        let cached = match self.cache.lookup(&identity, self.build_id) {
+        let cached = match self.cache.lookup(&identity, loader::interface_build_id()) {
             Lookup::Clean(e) => Some((e.clone(), false)),
             Lookup::Racy(e) => Some((e.clone(), true)),
             Lookup::Miss => None,
@@ -524,7 +530,7 @@ impl<'a> Pipeline<'a> {
             identity: copied.identity.clone(),
             content_id: copied.hashes.content_id.clone(),
             sha256: copied.hashes.sha256.clone(),
-            interface_build_id: self.build_id.to_owned(),
+            interface_build_id: loader::interface_build_id().to_owned(),
             verdict: verdict.clone(),
             checked_at_ns: now_ns(),
             probe_us,

@@ -229,9 +229,19 @@ impl EventBus {
     }
 
     fn publish_checked(&self, source: &str, name: &str, payload: Value) -> usize {
+        self.publish_lazily(source, name, || payload)
+    }
+
+    /// Publishes like [`EventBus::publish_checked`], building the payload only
+    /// when some subscription matches: the lifecycle events of a manager nobody
+    /// subscribed to cost a sequence number and no allocation.
+    fn publish_lazily(&self, source: &str, name: &str, payload: impl FnOnce() -> Value) -> usize {
         let (seq, targets) = {
             let mut state = self.state.lock();
-            let seq = state.seqs.entry(source.to_owned()).or_insert(0);
+            let seq = match state.seqs.get_mut(source) {
+                Some(seq) => seq,
+                None => state.seqs.entry(source.to_owned()).or_insert(0),
+            };
             *seq += 1;
             let seq = *seq;
             let targets: Vec<Target> = state
@@ -242,9 +252,12 @@ impl EventBus {
                 .collect();
             (seq, targets)
         };
+        if targets.is_empty() {
+            return 0;
+        }
         let event = Event {
             name: name.to_owned(),
-            payload,
+            payload: payload(),
             source: source.to_owned(),
             seq,
         };
@@ -381,17 +394,27 @@ impl EventBus {
         if from == "active" {
             self.unsubscribe_plugin(plugin);
         }
-        let what = match to {
-            "active" => "started",
-            "shutting_down" => "stopping",
-            "unloaded" => "stopped",
-            other => other,
+        let name = match to {
+            "active" => "plugbay.plugin.started",
+            "shutting_down" => "plugbay.plugin.stopping",
+            "unloaded" => "plugbay.plugin.stopped",
+            "registered" => "plugbay.plugin.registered",
+            "initializing" => "plugbay.plugin.initializing",
+            "failed" => "plugbay.plugin.failed",
+            other => {
+                let name = format!("plugbay.plugin.{other}");
+                self.publish_checked(
+                    LIFECYCLE_SOURCE,
+                    &name,
+                    serde_json::json!({ "plugin": plugin }),
+                );
+                return;
+            }
         };
-        let name = format!("plugbay.plugin.{what}");
-        self.publish_checked(
+        self.publish_lazily(
             LIFECYCLE_SOURCE,
-            &name,
-            serde_json::json!({ "plugin": plugin }),
+            name,
+            || serde_json::json!({ "plugin": plugin }),
         );
     }
 }
@@ -530,6 +553,31 @@ mod tests {
             ]
         );
         assert_eq!(names(&mut all).len(), 3);
+    }
+
+    #[test]
+    fn lifecycle_events_count_while_nobody_listens_and_reach_later_subscribers() {
+        let bus = EventBus::new();
+        // Nobody listens: nothing is built, but the source's count goes on.
+        bus.lifecycle("p", "registered", "initializing");
+        let mut rx = bus.subscribe("plugbay.plugin.*", 8).unwrap();
+        bus.lifecycle("p", "initializing", "active");
+        bus.lifecycle("p", "active", "shutting_down");
+        bus.lifecycle("p", "shutting_down", "unloaded");
+        bus.lifecycle("p", "unloaded", "failed");
+        let got: Vec<(String, u64, Value)> = std::iter::from_fn(|| rx.try_recv())
+            .map(|e| (e.name, e.seq, e.payload))
+            .collect();
+        let plugin = json!({ "plugin": "p" });
+        assert_eq!(
+            got,
+            [
+                ("plugbay.plugin.started".to_owned(), 2, plugin.clone()),
+                ("plugbay.plugin.stopping".to_owned(), 3, plugin.clone()),
+                ("plugbay.plugin.stopped".to_owned(), 4, plugin.clone()),
+                ("plugbay.plugin.failed".to_owned(), 5, plugin),
+            ]
+        );
     }
 
     #[test]

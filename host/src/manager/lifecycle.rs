@@ -164,16 +164,19 @@ impl Inner {
         // Starts or ends the crash watch (no lock held, runs no plugin code
         // except the plugin's `crash_signal` getter).
         self.supervisor.on_transition(slot, &from, &to);
-        // Ignored when nobody listens.
         // The event bus only queues (never waits, runs no plugin code).
         self.bus.lifecycle(&slot.name, from.name(), to.name());
-        let _ = self.events.send(LifecycleEvent {
-            id: slot.id,
-            name: slot.name.clone(),
-            from: from.clone(),
-            to,
-            reload: None,
-        });
+        // Nobody listening: no event to build (a receiver subscribing meanwhile
+        // gets the transitions after this one).
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(LifecycleEvent {
+                id: slot.id,
+                name: slot.name.clone(),
+                from: from.clone(),
+                to,
+                reload: None,
+            });
+        }
         Ok(from)
     }
 }

@@ -36,15 +36,20 @@ pub(crate) fn contains(id: Uuid) -> bool {
 }
 
 /// Runs `fut` with `path` as the current path.
-pub(crate) async fn within<F: Future>(path: Arc<[Uuid]>, fut: F) -> F::Output {
-    PATH.scope(path, fut).await
+///
+/// A plain function returning tokio's scope future, not an `async fn`: an
+/// `async fn` would keep its argument `fut` beside the scope future holding it,
+/// doubling the size of (and the bytes copied for) every lifecycle task.
+pub(crate) fn within<F: Future>(path: Arc<[Uuid]>, fut: F) -> impl Future<Output = F::Output> {
+    PATH.scope(path, fut)
 }
 
-/// Runs `fut` (a lifecycle phase of `id`) with `id` appended to the current path.
-pub(crate) async fn entering<F: Future>(id: Uuid, fut: F) -> F::Output {
+/// Runs `fut` (a lifecycle phase of `id`) with `id` appended to the path
+/// current where this is called (callers await it in the same task).
+pub(crate) fn entering<F: Future>(id: Uuid, fut: F) -> impl Future<Output = F::Output> {
     let mut path = current().to_vec();
     path.push(id);
-    within(path.into(), fut).await
+    within(path.into(), fut)
 }
 
 /// Refuses a lifecycle request on `slot` from code running inside its own

@@ -11,7 +11,6 @@
 //! the current directory (see `crate::platform`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule, RootModuleError};
@@ -65,25 +64,6 @@ pub fn interface_build_id() -> &'static str {
 
 /// [`interface_build_id`], once computed.
 static BUILD_ID: OnceLock<String> = OnceLock::new();
-
-/// Starts computing [`interface_build_id`] on a helper thread, unless it is
-/// known already or a helper was started before; returns at once. Printing
-/// every nested layout takes about a millisecond, which the first admission of
-/// a process would otherwise spend before its first cache lookup: started
-/// first, it overlaps with reading the scan cache and listing the directory.
-/// A caller that needs the id meanwhile waits for it (`OnceLock`); if the
-/// thread cannot start, the first caller computes it.
-pub(crate) fn prefetch_interface_build_id() {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    if BUILD_ID.get().is_some() || STARTED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    let _ = std::thread::Builder::new()
-        .name("plugin-build-id".into())
-        .spawn(|| {
-            interface_build_id();
-        });
-}
 
 fn compute_interface_build_id() -> String {
     let mut hasher = Sha256::new();

@@ -40,12 +40,15 @@ pub(crate) struct Opener {
 }
 
 impl Opener {
-    /// An opener whose thread is started now rather than at the first file, so
-    /// that starting it overlaps with the admission's own start (reading the
-    /// scan cache, listing the directory).
+    /// An opener whose thread is started now rather than at the first file, and
+    /// computes [`loader::interface_build_id`] before it waits for files: the
+    /// admission thread needs that id at its first cache lookup, and computing
+    /// it the first time in a process (printing every nested layout) takes
+    /// about a millisecond, which then overlaps with the admission's own start
+    /// (reading the scan cache, listing the directory) instead of preceding it.
     pub(crate) fn started() -> Self {
         let mut opener = Self::default();
-        opener.start();
+        opener.start(true);
         opener
     }
 
@@ -59,7 +62,7 @@ impl Opener {
         proof: LayoutVerified,
     ) {
         if self.jobs.is_none() && self.thread.is_none() {
-            self.start();
+            self.start(false);
         }
         let job = Job {
             index,
@@ -83,11 +86,14 @@ impl Opener {
         self.inline.push(run(job));
     }
 
-    fn start(&mut self) {
+    fn start(&mut self, warm_build_id: bool) {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("plugin-opener".into())
             .spawn(move || {
+                if warm_build_id {
+                    loader::interface_build_id();
+                }
                 crate::platform::lower_current_thread();
                 rx.into_iter().map(run).collect::<Vec<_>>()
             });

@@ -80,12 +80,15 @@ pub(crate) async fn admit_dirs_observed(
     keep_closed: Option<KeepClosed>,
 ) -> (Result<Admission>, Option<ProgressObserver>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    loader::prefetch_interface_build_id();
+    // Both threads start at once (starting a thread takes a few tenths of a
+    // millisecond here); the opener computes the interface build id meanwhile.
+    let opener = Opener::started();
     let spawned = std::thread::Builder::new()
         .name("plugin-admission".into())
         .spawn(move || {
             crate::platform::lower_current_thread();
             let admission = Pipeline::new(&config, true).and_then(|mut pipeline| {
+                pipeline.opener = opener;
                 if let Some(progress) = progress.as_mut() {
                     pipeline.progress = Some(progress.as_mut());
                 }
@@ -160,8 +163,6 @@ struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     fn new(config: &'a SafetyConfig, load: bool) -> Result<Self> {
-        // Needed at the first cache lookup: computed meanwhile.
-        loader::prefetch_interface_build_id();
         // Disk copies an earlier admission of this process queued are found.
         #[cfg(target_os = "linux")]
         super::memfd::flush_shadow_copies();
@@ -177,12 +178,7 @@ impl<'a> Pipeline<'a> {
             cache: ScanCache::load(config.cache_path.as_deref()),
             worker: None,
             waiting: HashMap::new(),
-            // Admitting opens libraries: its thread starts alongside ours.
-            opener: if load {
-                Opener::started()
-            } else {
-                Opener::default()
-            },
+            opener: Opener::default(),
             keep_closed: None,
             loaded: Vec::new(),
             unavailable: None,

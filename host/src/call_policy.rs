@@ -14,6 +14,20 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 /// of scheduling lateness the host allows itself.
 pub const INLINE_LIMIT: Duration = Duration::from_micros(50);
 
+/// An inline call at least this long sends its plugin back to the blocking path
+/// at once. A shorter overstay (past [`INLINE_LIMIT`]) is only a *strike*: on a
+/// busy machine a call that was merely preempted looks like that (measured on
+/// the reference VM: ~1 µs calls reported 50 µs to 1.2 ms several times a
+/// second), so it demotes only when a second strike follows within
+/// [`STRIKE_WINDOW`] inline calls.
+pub const DEMOTE_AT_ONCE: Duration = Duration::from_millis(2);
+
+/// Inline calls within which a second strike (see [`DEMOTE_AT_ONCE`]) demotes
+/// the plugin: a plugin whose calls keep overstaying is demoted on its second
+/// slow call, while a preempted call now and then among a thousand fast ones is
+/// forgiven.
+pub const STRIKE_WINDOW: u64 = 1024;
+
 /// Short calls in a row, on the blocking path, before a plugin's calls first run
 /// inline. Doubles with each demotion, up to [`MAX_PROMOTE_AFTER`].
 pub const PROMOTE_AFTER: u32 = 16;
@@ -29,11 +43,14 @@ pub const MAX_PROMOTE_AFTER: u32 = 1 << 16;
 /// run [`CallMode::Inline`]: on the calling thread, for about what the plugin's
 /// own work costs; an instance busy with another call sends the call to the
 /// blocking pool instead, so an async worker never waits for it. An inline call
-/// that takes longer than [`INLINE_LIMIT`] (noticed when it returns, or by a caller
-/// that finds it still running) moves the plugin back, logged as a warning; it then
-/// needs twice as many short calls (up to [`MAX_PROMOTE_AFTER`]) to run inline
-/// again. A plugin whose calls start to block stalls one worker for one call
-/// before it moves back; one that blocks from the start never leaves the pool.
+/// that takes [`DEMOTE_AT_ONCE`] or longer (noticed when it returns, or by a
+/// caller that finds it still running), or two that take longer than
+/// [`INLINE_LIMIT`] within [`STRIKE_WINDOW`] inline calls of each other, move the
+/// plugin back, logged as a warning; it then needs twice as many short calls (up
+/// to [`MAX_PROMOTE_AFTER`]) to run inline again. A plugin whose calls start to
+/// block stalls one worker for one call (two, if each blocks for less than
+/// [`DEMOTE_AT_ONCE`]) before it moves back; one that blocks from the start never
+/// leaves the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallMode {
     /// On tokio's blocking pool, one hand-off per call.
@@ -70,6 +87,11 @@ pub(crate) struct CallPolicy {
     /// none runs: lets a caller that finds the instance busy see an
     /// overstaying inline call before it returns.
     inline_since: AtomicU64,
+    /// Inline calls finished since the plugin was created.
+    inline_calls: AtomicU64,
+    /// The `inline_calls` count at the last strike since the last promotion, 0
+    /// for none.
+    last_strike: AtomicU64,
 }
 
 /// The clock that times inline calls: read twice per call, so it must be cheap.
@@ -171,6 +193,8 @@ impl CallPolicy {
             needed: AtomicU32::new(PROMOTE_AFTER),
             demotions: AtomicU32::new(0),
             inline_since: AtomicU64::new(0),
+            inline_calls: AtomicU64::new(0),
+            last_strike: AtomicU64::new(0),
         }
     }
 
@@ -227,12 +251,39 @@ impl CallPolicy {
     }
 
     /// Marks the inline call that began at `start` as finished, demoting the
-    /// plugin if it overstayed.
+    /// plugin if it overstayed (see [`CallPolicy::record_inline`]).
     pub(crate) fn end_inline(&self, plugin: &str, method: &str, start: u64) {
         self.inline_since.store(0, Ordering::Relaxed);
         let took = clock::between(start, clock::now());
-        if took >= INLINE_LIMIT {
+        self.record_inline(plugin, method, took);
+    }
+
+    /// Records an inline call that took `took`: [`DEMOTE_AT_ONCE`] or more
+    /// demotes the plugin; past [`INLINE_LIMIT`] is a strike, and a second
+    /// strike within [`STRIKE_WINDOW`] inline calls demotes it.
+    fn record_inline(&self, plugin: &str, method: &str, took: Duration) {
+        // A load and a store, not a locked read-modify-write: inline calls of
+        // one plugin run one at a time (the instance lock), and a lost count
+        // would only stretch the window.
+        let calls = self.inline_calls.load(Ordering::Relaxed) + 1;
+        self.inline_calls.store(calls, Ordering::Relaxed);
+        if took < INLINE_LIMIT {
+            return;
+        }
+        if took >= DEMOTE_AT_ONCE {
             self.demote(plugin, method, took, false);
+            return;
+        }
+        let last = self.last_strike.swap(calls, Ordering::Relaxed);
+        if last != 0 && calls - last <= STRIKE_WINDOW {
+            self.demote(plugin, method, took, false);
+        } else {
+            tracing::debug!(
+                plugin,
+                method,
+                took_us = took.as_micros() as u64,
+                "an inline call overstayed once (a strike; a second within the window demotes)"
+            );
         }
     }
 
@@ -246,6 +297,8 @@ impl CallPolicy {
             return;
         }
         self.streak.store(0, Ordering::Relaxed);
+        // Strikes count from the next promotion.
+        self.last_strike.store(0, Ordering::Relaxed);
         let demotions = self.demotions.fetch_add(1, Ordering::Relaxed) + 1;
         let needed = self
             .needed
@@ -266,14 +319,15 @@ impl CallPolicy {
     }
 
     /// Called when the instance was busy: demotes the plugin if the inline call
-    /// holding it has already run past the limit.
+    /// holding it has already run for [`DEMOTE_AT_ONCE`] (a shorter overstay is
+    /// recorded as a strike when that call returns).
     pub(crate) fn check_overstay(&self, plugin: &str, method: &str) {
         let since = self.inline_since.load(Ordering::Relaxed);
         if since == 0 {
             return;
         }
         let took = clock::between(since, clock::now());
-        if took >= INLINE_LIMIT {
+        if took >= DEMOTE_AT_ONCE {
             self.demote(plugin, method, took, true);
         }
     }
@@ -285,4 +339,60 @@ impl CallPolicy {
 /// `block_in_place`, which a current-thread runtime does not offer.
 fn in_multi_thread_runtime() -> bool {
     Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy whose plugin runs inline (as after a promotion).
+    fn inline_policy() -> CallPolicy {
+        let policy = CallPolicy::new();
+        policy.inline.store(true, Ordering::Relaxed);
+        policy
+    }
+
+    const FAST: Duration = Duration::from_micros(1);
+    const PREEMPTED: Duration = Duration::from_micros(300);
+
+    #[test]
+    fn one_overstay_among_fast_calls_is_a_strike_not_a_demotion() {
+        let policy = inline_policy();
+        policy.record_inline("p", "m", PREEMPTED);
+        assert_eq!(policy.snapshot().mode, CallMode::Inline);
+        // A second one, but past the window: still inline.
+        for _ in 0..STRIKE_WINDOW {
+            policy.record_inline("p", "m", FAST);
+        }
+        policy.record_inline("p", "m", PREEMPTED);
+        assert_eq!(policy.snapshot().mode, CallMode::Inline);
+        assert_eq!(policy.snapshot().demotions, 0);
+    }
+
+    #[test]
+    fn a_second_overstay_within_the_window_demotes() {
+        let policy = inline_policy();
+        policy.record_inline("p", "m", PREEMPTED);
+        for _ in 0..STRIKE_WINDOW - 2 {
+            policy.record_inline("p", "m", FAST);
+        }
+        policy.record_inline("p", "m", PREEMPTED);
+        let path = policy.snapshot();
+        assert_eq!(path.mode, CallMode::Blocking);
+        assert_eq!(path.demotions, 1);
+        assert_eq!(path.promote_after, 2 * PROMOTE_AFTER);
+    }
+
+    #[test]
+    fn a_long_overstay_demotes_at_once_and_strikes_restart_after_a_promotion() {
+        let policy = inline_policy();
+        policy.record_inline("p", "m", PREEMPTED);
+        policy.record_inline("p", "m", DEMOTE_AT_ONCE);
+        assert_eq!(policy.snapshot().mode, CallMode::Blocking);
+        assert_eq!(policy.snapshot().demotions, 1);
+        // Promoted again: the strike from before the demotion is forgotten.
+        policy.inline.store(true, Ordering::Relaxed);
+        policy.record_inline("p", "m", PREEMPTED);
+        assert_eq!(policy.snapshot().mode, CallMode::Inline);
+    }
 }

@@ -8,9 +8,11 @@
 //! - **inline**: once a plugin's last [`PROMOTE_AFTER`](crate::PROMOTE_AFTER) calls (doubling after each
 //!   demotion) each took less than [`INLINE_LIMIT`](crate::INLINE_LIMIT), its calls run directly on the
 //!   calling thread, async worker included, for about what the plugin's own work
-//!   costs. An inline call that takes longer than [`INLINE_LIMIT`](crate::INLINE_LIMIT) (or that
-//!   another caller finds still running past it) sends the plugin back to the
-//!   blocking path and logs a warning; [`FfiPlugin::call_path`] reports where it is.
+//!   costs. An inline call that takes [`DEMOTE_AT_ONCE`](crate::DEMOTE_AT_ONCE) or longer (or that
+//!   another caller finds still running past it), or two that overstay
+//!   [`INLINE_LIMIT`](crate::INLINE_LIMIT) within [`STRIKE_WINDOW`](crate::STRIKE_WINDOW) inline calls, send the plugin
+//!   back to the blocking path and log a warning; [`FfiPlugin::call_path`]
+//!   reports where it is.
 //!
 //! A plugin is promoted only on a multi-thread runtime, and an inline call runs
 //! only when the instance lock is free at once (`try_lock`): a contended plugin's

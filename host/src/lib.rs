@@ -47,7 +47,8 @@
 //!   [`PluginInfo`], [`DependencySpec`] and [`PluginSource`]. A native library
 //!   becomes a [`Plugin`] through [`FfiPlugin`], whose calls run inline or on the
 //!   blocking pool by a measured policy ([`CallPath`], [`CallMode`],
-//!   [`INLINE_LIMIT`], [`PROMOTE_AFTER`], [`MAX_PROMOTE_AFTER`]; see
+//!   [`INLINE_LIMIT`], [`DEMOTE_AT_ONCE`], [`STRIKE_WINDOW`], [`PROMOTE_AFTER`],
+//!   [`MAX_PROMOTE_AFTER`]; see
 //!   [`PluginManager::call_path`]); [`InProcessPlugin`] /
 //!   [`InProcessBuilder`] build plugins from closures (with [`Counters`]), for
 //!   embedders and tests.
@@ -145,7 +146,10 @@ mod resolve;
 mod safety;
 mod state;
 
-pub use call_policy::{CallMode, CallPath, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER};
+pub use call_policy::{
+    CallMode, CallPath, DEMOTE_AT_ONCE, INLINE_LIMIT, MAX_PROMOTE_AFTER, PROMOTE_AFTER,
+    STRIKE_WINDOW,
+};
 pub use context::{CallChain, HostServices, PluginContext};
 pub use crash::{CrashReason, CrashReport, CrashSignal};
 pub use error::{Error, Result};

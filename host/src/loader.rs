@@ -59,32 +59,29 @@ impl std::fmt::Debug for LoadedLibrary {
 /// same in both. Addresses and type ids (which differ per process) are not part
 /// of it. Computed once per process.
 pub fn interface_build_id() -> &'static str {
-    BUILD_ID.get_or_init(compute_interface_build_id)
-}
-
-/// [`interface_build_id`], once computed.
-static BUILD_ID: OnceLock<String> = OnceLock::new();
-
-fn compute_interface_build_id() -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"plugin-host interface build id v1\n");
-    hasher.update(INTERFACE_VERSION.as_bytes());
-    hasher.update(format!("\n{:?}\n", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![<PluginModRef as StableAbi>::LAYOUT];
-    while let Some(layout) = stack.pop() {
-        if !seen.insert(layout.get_utypeid()) {
-            continue;
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        hasher.update(b"plugin-host interface build id v1\n");
+        hasher.update(INTERFACE_VERSION.as_bytes());
+        hasher
+            .update(format!("\n{:?}\n", <PluginModRef as RootModule>::VERSION_STRINGS).as_bytes());
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![<PluginModRef as StableAbi>::LAYOUT];
+        while let Some(layout) = stack.pop() {
+            if !seen.insert(layout.get_utypeid()) {
+                continue;
+            }
+            hasher.update(layout.to_string().as_bytes());
+            for nested in layout.shared_vars().type_layouts() {
+                stack.push(nested());
+            }
+            if let Some(extra) = layout.extra_checks() {
+                stack.extend(extra.nested_type_layouts().iter().copied());
+            }
         }
-        hasher.update(layout.to_string().as_bytes());
-        for nested in layout.shared_vars().type_layouts() {
-            stack.push(nested());
-        }
-        if let Some(extra) = layout.extra_checks() {
-            stack.extend(extra.nested_type_layouts().iter().copied());
-        }
-    }
-    format!("{:x}", hasher.finalize())
+        format!("{:x}", hasher.finalize())
+    })
 }
 
 /// Whether [`open_library_as`] runs abi_stable's layout check.

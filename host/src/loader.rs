@@ -163,6 +163,21 @@ fn open_checked_file(
     path: &Path,
     layout: LayoutCheck,
 ) -> std::result::Result<(PluginModRef, plugbay_api::PluginMetadata), Rejection> {
+    let module = open_root_module(path, layout)?;
+    let metadata = (module.metadata())()
+        .into_result()
+        .map_err(|e| Rejection::InvalidMetadata {
+            reason: format!("reading metadata failed: {e}"),
+        })?;
+    Ok((module, metadata))
+}
+
+/// Opens `path` and returns its root module (running the library's
+/// constructors and, unless `layout` vouches for it, abi_stable's layout check).
+fn open_root_module(
+    path: &Path,
+    layout: LayoutCheck,
+) -> std::result::Result<PluginModRef, Rejection> {
     if !path.is_absolute() {
         // dlopen would search the system path for a bare name.
         return Err(Rejection::Refused {
@@ -186,7 +201,7 @@ fn open_checked_file(
     // first; abi_stable's open below then reuses that module.
     platform::prepare_library(path).map_err(|reason| Rejection::OpenFailed { reason })?;
     let header = lib_header_from_path(path).map_err(|e| map_library_error(path, e))?;
-    let module = match layout {
+    match layout {
         LayoutCheck::Verify => header.init_root_module::<PluginModRef>(),
         // SAFETY: the `LayoutVerified` token's contract (see its `assume`) says the
         // layout check already passed for exactly these bytes under this
@@ -195,13 +210,34 @@ fn open_checked_file(
             header.init_root_module_with_unchecked_layout::<PluginModRef>()
         },
     }
-    .map_err(|e| map_library_error(path, e))?;
-    let metadata = (module.metadata())()
-        .into_result()
-        .map_err(|e| Rejection::InvalidMetadata {
-            reason: format!("reading metadata failed: {e}"),
-        })?;
-    Ok((module, metadata))
+    .map_err(|e| map_library_error(path, e))
+}
+
+/// Opens the shadow copy `shadow` of the plugin file `path` that admission has
+/// already checked (`proof`), with the metadata that check read: `info` is what
+/// the probe child (or, for a cached verdict, the check recorded in the scan
+/// cache) got from this very library's `metadata()`, converted and validated by
+/// admission. So the library's `metadata()` does not run again here, and the
+/// plugin is registered under exactly the name, version and dependencies that
+/// admission judged (a plugin whose `metadata()` answers differently on a second
+/// call cannot slip past the duplicate-name check). Blocking: runs the library's
+/// constructors.
+pub(crate) fn open_admitted(
+    path: &Path,
+    shadow: &Path,
+    proof: LayoutVerified,
+    info: PluginInfo,
+) -> Result<LoadedLibrary> {
+    // A phase of the load profile (`plugin-host run --profile`).
+    let _span = tracing::debug_span!("open", file = %path.display()).entered();
+    let module = open_root_module(shadow, LayoutCheck::AlreadyVerified(proof))
+        .map_err(|r| r.readdressed(shadow, path).into_error(path))?;
+    Ok(LoadedLibrary {
+        path: path.to_path_buf(),
+        shadow: (shadow != path).then(|| shadow.to_path_buf()),
+        module,
+        info,
+    })
 }
 
 /// [`open_library`] on the blocking pool, so the async runtime keeps running while

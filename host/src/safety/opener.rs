@@ -14,15 +14,17 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::loader::{self, LayoutCheck, LayoutVerified, LoadedLibrary};
+use crate::info::PluginInfo;
+use crate::loader::{self, LayoutVerified, LoadedLibrary};
 
-/// One file to open: its report index, plugin path, shadow copy and the proof
-/// that its layout check already passed.
+/// One file to open: its report index, plugin path, shadow copy, the proof
+/// that its layout check already passed and the metadata admission read.
 struct Job {
     index: usize,
     path: PathBuf,
     shadow: PathBuf,
     proof: LayoutVerified,
+    info: PluginInfo,
 }
 
 /// What opening one file gave, tagged with its report index.
@@ -53,13 +55,15 @@ impl Opener {
     }
 
     /// Opens `shadow` on behalf of `path` (skipping the layout check `proof`
-    /// vouches for), on the opener thread, starting it on first use.
+    /// vouches for, and the metadata call: `info` is what admission read; see
+    /// [`loader::open_admitted`]), on the opener thread, starting it on first use.
     pub(crate) fn open(
         &mut self,
         index: usize,
         path: PathBuf,
         shadow: PathBuf,
         proof: LayoutVerified,
+        info: PluginInfo,
     ) {
         if self.jobs.is_none() && self.thread.is_none() {
             self.start(false);
@@ -69,6 +73,7 @@ impl Opener {
             path,
             shadow,
             proof,
+            info,
         };
         let job = match &self.jobs {
             Some(tx) => {
@@ -128,10 +133,6 @@ impl Opener {
 fn run(job: Job) -> Opened {
     (
         job.index,
-        loader::open_library_as(
-            &job.path,
-            &job.shadow,
-            LayoutCheck::AlreadyVerified(job.proof),
-        ),
+        loader::open_admitted(&job.path, &job.shadow, job.proof, job.info),
     )
 }

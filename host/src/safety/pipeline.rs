@@ -582,7 +582,8 @@ impl<'a> Pipeline<'a> {
                     // Same bytes + same expected layout = same check result, so
                     // repeating the check could only pass again.
                     let proof = unsafe { LayoutVerified::assume() };
-                    self.opener.open(index, path, copied.shadow.clone(), proof);
+                    self.opener
+                        .open(index, path, copied.shadow.clone(), proof, info);
                 }
             }
             CachedVerdict::Rejected { rejection } => report.fail(rejection.into_error(&path)),

@@ -103,7 +103,8 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     );
 
     let blocking = blocking_calls(opts)?;
-    let idle = tick::idle_phase()?;
+    // The idle runtime's lateness, for context (shorter in quick mode).
+    let idle = tick::idle_for(Duration::from_millis(if opts.quick { 50 } else { 200 }))?;
     report.add(
         "tick_lateness_p99_ms_blocking_calls",
         child::number(&blocking, "p99_ms")?,

@@ -24,7 +24,7 @@ const INIT: Duration = Duration::from_millis(10);
 
 /// Measures and reports the metric.
 pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let n = if opts.quick { 32 } else { 256 };
+    let n = if opts.quick { 16 } else { 256 };
     let rounds = if opts.quick { 1 } else { 3 };
     // Warm-up of both paths (allocator, timer wheel, task pools).
     manager_round(8).await?;

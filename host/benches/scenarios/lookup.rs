@@ -46,7 +46,7 @@ struct Rates {
 
 /// Measures and reports the metric.
 pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let window = Duration::from_millis(if opts.quick { 100 } else { 1_000 });
+    let window = Duration::from_millis(if opts.quick { 50 } else { 1_000 });
     let rounds = if opts.quick { 1 } else { 3 };
     // Warm-up.
     manager_round(window / 4, true).await?;

@@ -134,8 +134,13 @@ pub fn inline_phase(args: &[OsString]) -> Result<Value, String> {
 /// Child phase `tick-idle`: the ticker alone for 200 ms, the floor the timer
 /// itself sets (its resolution is 1 ms).
 pub fn idle_phase() -> Result<Value, String> {
-    measure(async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    idle_for(Duration::from_millis(200))
+}
+
+/// The ticker alone for `window` (see [`idle_phase`]).
+pub fn idle_for(window: Duration) -> Result<Value, String> {
+    measure(async move {
+        tokio::time::sleep(window).await;
         Ok(0)
     })
 }

@@ -36,6 +36,17 @@ impl CallChain {
         ))
     }
 
+    /// The chain holding just `plugin`: what [`CallChain::enter`] gives on an
+    /// empty chain.
+    pub(crate) fn alone(plugin: &str) -> CallChain {
+        CallChain(Arc::from([plugin.to_owned()]))
+    }
+
+    /// Whether no plugin is on the chain (a call from outside any plugin).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The plugins on the chain, outermost first.
     pub fn plugins(&self) -> &[String] {
         &self.0
@@ -111,7 +122,9 @@ pub trait HostServices: Send + Sync + 'static {
 /// weak reference to the host, so a plugin holding it never keeps the host alive.
 #[derive(Clone)]
 pub struct PluginContext {
-    plugin: String,
+    /// The plugin's name, kept only when it is not the chain's last entry
+    /// (otherwise read from the chain: no copy of the name per call).
+    plugin: Option<String>,
     chain: CallChain,
     host: Weak<dyn HostServices>,
 }
@@ -119,8 +132,10 @@ pub struct PluginContext {
 impl PluginContext {
     /// A context for code of `plugin` running on `chain` (which ends with `plugin`).
     pub fn new(plugin: &str, chain: CallChain, host: Weak<dyn HostServices>) -> Self {
+        let plugin =
+            (chain.plugins().last().map(String::as_str) != Some(plugin)).then(|| plugin.to_owned());
         Self {
-            plugin: plugin.to_owned(),
+            plugin,
             chain,
             host,
         }
@@ -139,7 +154,10 @@ impl PluginContext {
 
     /// The plugin this context belongs to.
     pub fn plugin_name(&self) -> &str {
-        &self.plugin
+        match &self.plugin {
+            Some(name) => name,
+            None => self.chain.plugins().last().map_or("", String::as_str),
+        }
     }
 
     /// The call chain ending with this plugin.
@@ -164,7 +182,7 @@ impl PluginContext {
 
     fn host(&self) -> Result<Arc<dyn HostServices>> {
         self.host.upgrade().ok_or_else(|| Error::NotActive {
-            plugin: self.plugin.clone(),
+            plugin: self.plugin_name().to_owned(),
             state: "detached from its host (the manager was dropped)".to_owned(),
         })
     }
@@ -172,7 +190,7 @@ impl PluginContext {
     /// Logs through the host's `tracing` under the target `plugin`, with the
     /// plugin's name as a field (`RUST_LOG=plugin=debug` shows plugins' debug output).
     pub fn log(&self, level: LogLevel, message: &str) {
-        let plugin = self.plugin.as_str();
+        let plugin = self.plugin_name();
         match level {
             LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
@@ -195,7 +213,7 @@ impl PluginContext {
     /// This plugin's configuration.
     pub fn config(&self) -> Value {
         self.host()
-            .map(|h| h.config_for(&self.plugin))
+            .map(|h| h.config_for(self.plugin_name()))
             .unwrap_or(Value::Null)
     }
 
@@ -206,18 +224,19 @@ impl PluginContext {
 
     /// Publishes event `name` with JSON text `payload_json` from this plugin.
     pub fn publish(&self, name: &str, payload_json: &str) -> Result<()> {
-        self.host()?.publish_from(&self.plugin, name, payload_json)
+        self.host()?
+            .publish_from(self.plugin_name(), name, payload_json)
     }
 
     /// Subscribes this plugin to events matching `pattern`.
     pub fn subscribe(&self, pattern: &str) -> Result<()> {
-        self.host()?.subscribe_for(&self.plugin, pattern)
+        self.host()?.subscribe_for(self.plugin_name(), pattern)
     }
 
     /// This plugin's private data directory, created by the host on first use
     /// (see [`crate::ManagerConfigBuilder::data_root`]).
     pub fn data_dir(&self) -> Result<std::path::PathBuf> {
-        self.host()?.data_dir_for(&self.plugin)
+        self.host()?.data_dir_for(self.plugin_name())
     }
 
     /// Calls `method` on `target` through the host. Refused with
@@ -233,7 +252,7 @@ impl PluginContext {
 impl fmt::Debug for PluginContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginContext")
-            .field("plugin", &self.plugin)
+            .field("plugin", &self.plugin_name())
             .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
@@ -276,6 +295,24 @@ mod tests {
                 plugin: "a".into(),
                 chain: "a -> b -> a".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_context_names_its_plugin_whether_or_not_the_chain_ends_with_it() {
+        let host: Weak<dyn HostServices> = Weak::<Detached>::new();
+        let chain = CallChain::default().enter("a").unwrap().enter("b").unwrap();
+        let ctx = PluginContext::new("b", chain.clone(), host.clone());
+        assert_eq!(ctx.plugin_name(), "b");
+        assert_eq!(ctx.chain(), &chain);
+        // A name that is not the chain's last entry is kept as given.
+        let ctx = PluginContext::new("x", chain, host.clone());
+        assert_eq!(ctx.plugin_name(), "x");
+        let ctx = PluginContext::new("y", CallChain::default(), host);
+        assert_eq!(ctx.plugin_name(), "y");
+        assert_eq!(
+            format!("{ctx:?}"),
+            "PluginContext { plugin: \"y\", chain: CallChain[], .. }"
         );
     }
 

@@ -165,41 +165,46 @@ impl FfiPlugin {
         method: &str,
         args: &str,
     ) -> Result<RString, PluginError> {
-        if self.policy.inline() {
-            if let Some(result) = self.try_call_inline(&chain, method, args) {
-                // An inline call never waits, so a task calling in a loop would
-                // never yield: spend tokio's cooperative budget as its own
-                // resources do, so other tasks on this worker get their turn.
-                tokio::task::coop::consume_budget().await;
-                return result;
+        let chain = if self.policy.inline() {
+            match self.try_call_inline(chain, method, args) {
+                Ok(result) => {
+                    // An inline call never waits, so a task calling in a loop would
+                    // never yield: spend tokio's cooperative budget as its own
+                    // resources do, so other tasks on this worker get their turn.
+                    tokio::task::coop::consume_budget().await;
+                    return result;
+                }
+                Err(chain) => chain,
             }
-        }
+        } else {
+            chain
+        };
         self.call_blocking_pool(chain, method, args).await
     }
 
-    /// Runs the call on this thread if the instance is free at once; `None` (the
-    /// caller takes the blocking path) if it is busy.
+    /// Runs the call on this thread if the instance is free at once; gives the
+    /// chain back (the caller takes the blocking path) if it is busy.
     fn try_call_inline(
         &self,
-        chain: &CallChain,
+        chain: CallChain,
         method: &str,
         args: &str,
-    ) -> Option<Result<RString, PluginError>> {
+    ) -> std::result::Result<Result<RString, PluginError>, CallChain> {
         let policy = &self.policy;
         let Some(mut guard) = self.instance.try_lock() else {
             policy.check_overstay(&self.library.info.name, method);
-            return None;
+            return Err(chain);
         };
         let Instance::Live(plugin) = &mut *guard else {
-            return Some(Err(no_live_instance(&self.library.info.name, "call")));
+            return Ok(Err(no_live_instance(&self.library.info.name, "call")));
         };
         let start = policy.begin_inline();
-        let result = with_chain(Some(chain.clone()), || {
+        let result = with_chain(Some(chain), || {
             plugin.call(method.into(), args.into()).into_result()
         });
         drop(guard);
         policy.end_inline(&self.library.info.name, method, start);
-        Some(result)
+        Ok(result)
     }
 
     /// [`FfiPlugin::call_text`] on the blocking pool, timing the plugin's code for

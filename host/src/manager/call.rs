@@ -34,7 +34,7 @@ impl Inner {
         method: &str,
         args: Value,
     ) -> Result<Value> {
-        let chain = chain.enter(&slot.name)?;
+        let chain = slot.enter(&chain)?;
         let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
         run_call(&slot.name, method, slot.plugin.call(ctx, method, args))
@@ -50,7 +50,7 @@ impl Inner {
         method: &str,
         args: &str,
     ) -> Result<String> {
-        let chain = chain.enter(&slot.name)?;
+        let chain = slot.enter(&chain)?;
         let _admitted = slot.enter_call(self.config.reload_timeout()).await?;
         let ctx = self.context(slot, chain);
         run_call(&slot.name, method, slot.plugin.call_json(ctx, method, args))

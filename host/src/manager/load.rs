@@ -52,7 +52,7 @@ impl Inner {
             .await;
         let outcome = match restored {
             Ok(()) => {
-                let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
+                let ctx = self.context(slot, slot.enter(&CallChain::default())?);
                 let mark = crash_mark(&*slot.plugin);
                 let work = reentry::entering(slot.id, slot.plugin.initialize(ctx));
                 // Restoring and initializing share the init deadline.

@@ -168,8 +168,9 @@ pub(crate) struct Inner {
 impl Inner {
     /// A context for code of `slot` running on `chain`.
     fn context(&self, slot: &Slot, chain: CallChain) -> PluginContext {
-        let services: Arc<dyn HostServices> = self.services.clone();
-        let host: Weak<dyn HostServices> = Arc::downgrade(&services);
+        // Downgraded as the concrete type, then unsized: no strong count touched.
+        let host: Weak<ManagerServices> = Arc::downgrade(&self.services);
+        let host: Weak<dyn HostServices> = host;
         PluginContext::new(&slot.name, chain, host)
     }
 

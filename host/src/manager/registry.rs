@@ -21,7 +21,7 @@ use super::gate::{Admission, Gate};
 use super::lifecycle::PluginState;
 use super::plugin_cell::PluginCell;
 use crate::call_policy::CallPath;
-use crate::context::PluginContext;
+use crate::context::{CallChain, PluginContext};
 use crate::error::{Error, Result};
 use crate::info::PluginInfo;
 use crate::plugin::Plugin;
@@ -54,9 +54,27 @@ pub(crate) struct Slot {
     /// its end), so a second one is refused instead of interleaving. Atomic,
     /// not a lock.
     pub(crate) reloading: AtomicBool,
+    /// The call chain holding just this plugin, built on first use and then
+    /// shared by every call from outside any plugin (see [`Slot::enter`]).
+    /// Set once, never a lock.
+    alone: OnceLock<CallChain>,
 }
 
 impl Slot {
+    /// `chain` entered by this plugin, refusing re-entry ([`CallChain::enter`]).
+    /// From outside any plugin (an empty chain) the plugin's own one-name chain
+    /// is shared instead of allocated, so a call from the embedder copies no
+    /// name. Every lifecycle operation and call enters its chain here.
+    pub(crate) fn enter(&self, chain: &CallChain) -> Result<CallChain> {
+        if chain.is_empty() {
+            return Ok(self
+                .alone
+                .get_or_init(|| CallChain::alone(&self.name))
+                .clone());
+        }
+        chain.enter(&self.name)
+    }
+
     /// The current state.
     pub(crate) fn state(&self) -> PluginState {
         self.gate.state()
@@ -362,6 +380,7 @@ impl Registry {
             gate: Gate::new(),
             lifecycle: tokio::sync::Mutex::new(()),
             reloading: AtomicBool::new(false),
+            alone: OnceLock::new(),
         });
         let entry = Entry {
             slot: Arc::clone(&slot),
@@ -452,6 +471,31 @@ mod tests {
         InProcessPlugin::builder(name, "1.0.0")
             .build()
             .expect("valid test plugin")
+    }
+
+    #[test]
+    fn entering_from_outside_shares_one_chain_and_nested_entries_refuse_reentry() {
+        let registry = Registry::default();
+        let a = registry.insert(plugin("a")).unwrap();
+        let b = registry.insert(plugin("b")).unwrap();
+        let outside = CallChain::default();
+        let first = a.enter(&outside).unwrap();
+        let second = a.enter(&outside).unwrap();
+        assert_eq!(first.plugins(), ["a"]);
+        // The same allocation each time: an embedder's call copies no name.
+        assert!(std::ptr::eq(first.plugins(), second.plugins()));
+        assert!(!std::ptr::eq(
+            first.plugins(),
+            b.enter(&outside).unwrap().plugins()
+        ));
+        // Nested: a new chain, and re-entry is still refused.
+        let nested = b.enter(&first).unwrap();
+        assert_eq!(nested.plugins(), ["a", "b"]);
+        let err = a.enter(&nested).unwrap_err();
+        assert!(
+            matches!(err, Error::ReentrantCall { ref plugin, .. } if plugin == "a"),
+            "{err}"
+        );
     }
 
     /// One churner registers `p{k}` and unregisters it again, for k = 0, 1, ...;

@@ -45,7 +45,7 @@ impl Inner {
         // Closes the call gate, or refuses with `InUse` while dependents hold
         // the plugin up (checked in the same step).
         self.transition(slot, PluginState::ShuttingDown)?;
-        let ctx = self.context(slot, CallChain::default().enter(&slot.name)?);
+        let ctx = self.context(slot, slot.enter(&CallChain::default())?);
         let work = reentry::entering(slot.id, async {
             // The gate is closed; let the calls already inside finish first.
             slot.gate.drain_calls().await;

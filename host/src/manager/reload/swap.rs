@@ -220,7 +220,7 @@ impl ActiveSwap<'_> {
     }
 
     fn context(&self) -> Result<PluginContext> {
-        let chain = CallChain::default().enter(&self.slot.name)?;
+        let chain = self.slot.enter(&CallChain::default())?;
         Ok(self.inner.context(self.slot, chain))
     }
 

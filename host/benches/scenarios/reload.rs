@@ -27,7 +27,7 @@ const CALLERS: usize = 8;
 
 /// Measures and reports the metrics.
 pub async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let reloads = if opts.quick { 5 } else { 60 };
+    let reloads = if opts.quick { 3 } else { 60 };
     let work = tempfile::tempdir_in(&opts.work).map_err(|e| e.to_string())?;
     let dir = work.path().join("plugins");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;

@@ -143,33 +143,65 @@ pub(crate) fn check_library(
     open_path: &Path,
     layout: LayoutCheck,
 ) -> std::result::Result<LoadedLibrary, Rejection> {
+    open_as(path, open_path, layout, None)
+}
+
+/// Opens the shadow copy `shadow` of the plugin file `path` that admission has
+/// already checked (`proof`), with the metadata that check read: `info` is what
+/// the probe child (or, for a cached verdict, the check recorded in the scan
+/// cache) got from this very library's `metadata()`, converted and validated by
+/// admission. So the library's `metadata()` does not run again here, and the
+/// plugin is registered under exactly the name, version and dependencies that
+/// admission judged (a plugin whose `metadata()` answers differently on a second
+/// call cannot slip past the duplicate-name check). Blocking: runs the library's
+/// constructors.
+pub(crate) fn open_admitted(
+    path: &Path,
+    shadow: &Path,
+    proof: LayoutVerified,
+    info: PluginInfo,
+) -> Result<LoadedLibrary> {
+    open_as(
+        path,
+        shadow,
+        LayoutCheck::AlreadyVerified(proof),
+        Some(info),
+    )
+    .map_err(|rejection| rejection.into_error(path))
+}
+
+/// Opens `open_path` on behalf of `path` (see [`open_library_as`]) and reads
+/// its metadata, unless the caller already has it (`known`).
+fn open_as(
+    path: &Path,
+    open_path: &Path,
+    layout: LayoutCheck,
+    known: Option<PluginInfo>,
+) -> std::result::Result<LoadedLibrary, Rejection> {
     // A phase of the load profile (`plugin-host run --profile`).
     let _span = tracing::debug_span!("open", file = %path.display()).entered();
-    let shadow = (open_path != path).then(|| open_path.to_path_buf());
-    let (module, metadata) =
-        open_checked_file(open_path, layout).map_err(|r| r.readdressed(open_path, path))?;
-    let info = PluginInfo::from_ffi(&metadata, path.to_path_buf())
-        .map_err(|reason| Rejection::InvalidMetadata { reason })?;
+    let module = open_root_module(open_path, layout).map_err(|r| r.readdressed(open_path, path))?;
+    let info = match known {
+        Some(info) => info,
+        None => read_info(module, path)?,
+    };
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
-        shadow,
+        shadow: (open_path != path).then(|| open_path.to_path_buf()),
         module,
         info,
     })
 }
 
-/// Opens `path` and returns its root module and raw metadata.
-fn open_checked_file(
-    path: &Path,
-    layout: LayoutCheck,
-) -> std::result::Result<(PluginModRef, plugbay_api::PluginMetadata), Rejection> {
-    let module = open_root_module(path, layout)?;
+/// Calls the library's `metadata()` and converts the answer, naming `path`.
+fn read_info(module: PluginModRef, path: &Path) -> std::result::Result<PluginInfo, Rejection> {
     let metadata = (module.metadata())()
         .into_result()
         .map_err(|e| Rejection::InvalidMetadata {
             reason: format!("reading metadata failed: {e}"),
         })?;
-    Ok((module, metadata))
+    PluginInfo::from_ffi(&metadata, path.to_path_buf())
+        .map_err(|reason| Rejection::InvalidMetadata { reason })
 }
 
 /// Opens `path` and returns its root module (running the library's
@@ -211,33 +243,6 @@ fn open_root_module(
         },
     }
     .map_err(|e| map_library_error(path, e))
-}
-
-/// Opens the shadow copy `shadow` of the plugin file `path` that admission has
-/// already checked (`proof`), with the metadata that check read: `info` is what
-/// the probe child (or, for a cached verdict, the check recorded in the scan
-/// cache) got from this very library's `metadata()`, converted and validated by
-/// admission. So the library's `metadata()` does not run again here, and the
-/// plugin is registered under exactly the name, version and dependencies that
-/// admission judged (a plugin whose `metadata()` answers differently on a second
-/// call cannot slip past the duplicate-name check). Blocking: runs the library's
-/// constructors.
-pub(crate) fn open_admitted(
-    path: &Path,
-    shadow: &Path,
-    proof: LayoutVerified,
-    info: PluginInfo,
-) -> Result<LoadedLibrary> {
-    // A phase of the load profile (`plugin-host run --profile`).
-    let _span = tracing::debug_span!("open", file = %path.display()).entered();
-    let module = open_root_module(shadow, LayoutCheck::AlreadyVerified(proof))
-        .map_err(|r| r.readdressed(shadow, path).into_error(path))?;
-    Ok(LoadedLibrary {
-        path: path.to_path_buf(),
-        shadow: (shadow != path).then(|| shadow.to_path_buf()),
-        module,
-        info,
-    })
 }
 
 /// [`open_library`] on the blocking pool, so the async runtime keeps running while

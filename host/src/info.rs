@@ -56,11 +56,14 @@ pub enum PluginSource {
     InProcess,
 }
 
+/// How [`PluginSource::InProcess`] displays.
+pub(crate) const IN_PROCESS_SOURCE: &str = "<in-process>";
+
 impl fmt::Display for PluginSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginSource::Library(path) => write!(f, "{}", path.display()),
-            PluginSource::InProcess => f.write_str("<in-process>"),
+            PluginSource::InProcess => f.write_str(IN_PROCESS_SOURCE),
         }
     }
 }

@@ -42,16 +42,14 @@ impl Inner {
     pub(crate) fn plan(&self) -> Plan {
         // The load profile's `resolve` of the whole set (no `plugin` field).
         let _span = tracing::debug_span!("resolve").entered();
-        let mut slots = self.registry.snapshot();
-        // In name order, the order the resolver works in: then its passes read
-        // the nodes (and the copies they own) front to back instead of jumping
-        // around in memory, which matters once they outgrow the CPU caches.
-        slots.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let nodes: Vec<resolve::Node> = slots
+        let slots = self.registry.snapshot();
+        // Views, not copies: the resolver reads each plugin's metadata where
+        // it lives (and sorts the views by name itself).
+        let nodes = slots
             .iter()
-            .map(|s| resolve::Node::from_info(s.id, s.plugin.info()))
+            .map(|s| resolve::NodeView::of_info(s.id, s.plugin.info()))
             .collect();
-        resolve::resolve(&nodes)
+        resolve::resolve_views(nodes)
     }
 
     /// Starts `targets` (which must include the dependencies they need) by

@@ -1,8 +1,9 @@
 //! Dependency resolution: from the plugins' declared dependencies to a start plan.
 //!
-//! [`resolve`] is pure (no locks, no I/O, no plugin code): the manager snapshots its
-//! registry into [`Node`]s under a short lock, resolves with no lock held, and then starts
-//! the [`Plan`]'s waves. It runs in O(V + E) plus sorting by name: Tarjan's strongly
+//! [`resolve`] is pure (no locks, no I/O, no plugin code): the manager takes a lock-free
+//! snapshot of its registry, resolves borrowed views of the plugins' metadata (the fields
+//! of a [`Node`], read where they live rather than copied), and then starts the
+//! [`Plan`]'s waves. It runs in O(V + E) plus sorting by name: Tarjan's strongly
 //! connected components find cycles, Kahn's algorithm builds the waves.
 //!
 //! # Policies
@@ -43,6 +44,7 @@ mod proptests;
 mod resolver;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use semver::Version;
 use uuid::Uuid;
@@ -50,6 +52,7 @@ use uuid::Uuid;
 use crate::{DependencySpec, PluginInfo};
 pub use explain::{Cause, ClosestFile, Explanation};
 pub use plan::Plan;
+pub(crate) use view::NodeView;
 
 /// Longest cycle listed name by name in [`crate::Error::DependencyCycle`]; longer ones
 /// are abbreviated as `a -> b -> ... -> (+N more) -> a` so that every member can carry a
@@ -88,5 +91,13 @@ impl Node {
 /// plugin is either in [`Plan::waves`] or in [`Plan::blocked`]. If two nodes share an id,
 /// only the first by name is kept.
 pub fn resolve(nodes: &[Node]) -> Plan {
+    resolve_views(nodes.iter().map(NodeView::of_node).collect())
+}
+
+/// [`resolve`] over borrowed views: what the manager resolves its registry with,
+/// reading each plugin's [`PluginInfo`] where it lives instead of copying its
+/// name, dependencies and source into a [`Node`] first (several allocations
+/// per plugin, twice per `load_all_plugins`).
+pub(crate) fn resolve_views(nodes: Vec<NodeView<'_>>) -> Plan {
     resolver::Resolver::new(nodes).run()
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::graph::{self, CycleWalk, Graph, GraphBuilder};
 use super::plan::{Entry, Plan};
-use super::{Node, MAX_CYCLE_NAMES};
+use super::{NodeView, MAX_CYCLE_NAMES};
 use crate::{DependencySpec, Error};
 
 /// Who owns a name.
@@ -21,7 +21,7 @@ enum Claim {
 /// Working state of one resolution. Nodes are addressed by their index in `nodes`,
 /// which is sorted by name (then version, highest first).
 pub(super) struct Resolver<'a> {
-    nodes: Vec<&'a Node>,
+    nodes: Vec<NodeView<'a>>,
     /// Position of each node's id in `nodes`.
     index: HashMap<uuid::Uuid, usize>,
     /// What each declared dependency refers to (`None`: nobody has that name), flat:
@@ -34,12 +34,11 @@ pub(super) struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    pub(super) fn new(input: &'a [Node]) -> Self {
-        let mut sorted: Vec<&Node> = input.iter().collect();
+    pub(super) fn new(mut sorted: Vec<NodeView<'a>>) -> Self {
         sorted.sort_unstable_by(|a, b| {
             a.name
-                .cmp(&b.name)
-                .then_with(|| b.version.cmp(&a.version))
+                .cmp(b.name)
+                .then_with(|| b.version.cmp(a.version))
                 .then_with(|| a.source.cmp(&b.source))
                 .then_with(|| a.id.cmp(&b.id))
         });
@@ -80,7 +79,7 @@ impl<'a> Resolver<'a> {
         let mut owners = HashMap::with_capacity(n);
         let mut start = 0;
         while start < n {
-            let name = self.nodes[start].name.as_str();
+            let name = self.nodes[start].name;
             let mut end = start + 1;
             while end < n && self.nodes[end].name == name {
                 end += 1;
@@ -88,7 +87,7 @@ impl<'a> Resolver<'a> {
             let unique_top = end - start == 1
                 || self.nodes[start]
                     .version
-                    .cmp_precedence(&self.nodes[start + 1].version)
+                    .cmp_precedence(self.nodes[start + 1].version)
                     == Ordering::Greater;
             if unique_top {
                 owners.insert(name, Claim::Winner(start));
@@ -110,7 +109,7 @@ impl<'a> Resolver<'a> {
 
     fn duplicate(&self, first: usize, second: usize, first_kept: bool) -> Error {
         let describe = |i: usize, verdict: &str| {
-            let node = self.nodes[i];
+            let node = &self.nodes[i];
             format!("{} (version {}{verdict})", node.source, node.version)
         };
         let (kept, refused) = if first_kept {
@@ -119,7 +118,7 @@ impl<'a> Resolver<'a> {
             ("", "")
         };
         Error::DuplicateName {
-            name: self.nodes[first].name.clone(),
+            name: self.nodes[first].name.to_owned(),
             first: describe(first, kept),
             second: describe(second, refused),
         }
@@ -168,11 +167,11 @@ impl<'a> Resolver<'a> {
         let mut names: Vec<String> = walk
             .steps
             .iter()
-            .map(|&v| self.nodes[v].name.clone())
+            .map(|&v| self.nodes[v].name.to_owned())
             .collect();
         if walk.omitted > 0 {
             names.push(format!("(+{} more)", walk.omitted));
-            names.push(self.nodes[walk.steps[0]].name.clone());
+            names.push(self.nodes[walk.steps[0]].name.to_owned());
         }
         names
     }
@@ -202,18 +201,18 @@ impl<'a> Resolver<'a> {
     /// The first problem with `v`'s required dependencies: its own (missing, conflict)
     /// before a failed dependency, each in declaration order.
     fn check_required(&self, v: usize) -> Option<Error> {
-        let node = self.nodes[v];
+        let node = &self.nodes[v];
         let required = || self.deps(v).filter(|(dep, _)| !dep.optional);
         for (dep, claim) in required() {
             match claim {
                 None => {
                     return Some(Error::MissingDependency {
-                        plugin: node.name.clone(),
+                        plugin: node.name.to_owned(),
                         dependency: dep.name.clone(),
                         requirement: dep.requirement.to_string(),
                     })
                 }
-                Some(Claim::Winner(t)) if !dep.requirement.matches(&self.nodes[t].version) => {
+                Some(Claim::Winner(t)) if !dep.requirement.matches(self.nodes[t].version) => {
                     return Some(self.conflict(node, dep, t))
                 }
                 _ => {}
@@ -222,15 +221,15 @@ impl<'a> Resolver<'a> {
         required().find_map(|(dep, claim)| match claim {
             Some(Claim::Winner(t)) if self.blocked[t].is_none() => None,
             _ => Some(Error::DependencyFailed {
-                plugin: node.name.clone(),
+                plugin: node.name.to_owned(),
                 dependency: dep.name.clone(),
             }),
         })
     }
 
-    fn conflict(&self, node: &Node, dep: &DependencySpec, found: usize) -> Error {
+    fn conflict(&self, node: &NodeView<'a>, dep: &DependencySpec, found: usize) -> Error {
         Error::VersionConflict {
-            plugin: node.name.clone(),
+            plugin: node.name.to_owned(),
             dependency: dep.name.clone(),
             requirement: dep.requirement.to_string(),
             found: self.nodes[found].version.to_string(),
@@ -266,9 +265,9 @@ impl<'a> Resolver<'a> {
         dep: &DependencySpec,
         claim: Option<Claim>,
     ) -> Result<Option<usize>, Error> {
-        let node = self.nodes[v];
+        let node = &self.nodes[v];
         let failed = || Error::DependencyFailed {
-            plugin: node.name.clone(),
+            plugin: node.name.to_owned(),
             dependency: dep.name.clone(),
         };
         match claim {
@@ -277,11 +276,11 @@ impl<'a> Resolver<'a> {
             Some(Claim::Winner(t)) => {
                 if !dep.optional {
                     Ok(Some(t))
-                } else if !dep.requirement.matches(&self.nodes[t].version) {
+                } else if !dep.requirement.matches(self.nodes[t].version) {
                     Err(self.conflict(node, dep, t))
                 } else if t == v {
                     Err(Error::DependencyCycle {
-                        cycle: vec![node.name.clone(), node.name.clone()],
+                        cycle: vec![node.name.to_owned(), node.name.to_owned()],
                     })
                 } else if self.blocked[t].is_some() {
                     Err(failed())
@@ -336,8 +335,8 @@ impl<'a> Resolver<'a> {
             .enumerate()
             .map(|(v, node)| Entry {
                 id: node.id,
-                name: node.name.clone(),
-                source: node.source.clone(),
+                name: node.name.to_owned(),
+                source: node.source.clone().into_owned(),
                 wave: None,
                 dependents: dependents.successors(v).iter().map(|&d| id(d)).collect(),
             })

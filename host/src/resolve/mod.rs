@@ -91,7 +91,7 @@ impl Node {
 /// plugin is either in [`Plan::waves`] or in [`Plan::blocked`]. If two nodes share an id,
 /// only the first by name is kept.
 pub fn resolve(nodes: &[Node]) -> Plan {
-    resolve_views(nodes.iter().map(NodeView::of_node).collect())
+    resolver::Resolver::new(nodes).run()
 }
 
 /// [`resolve`] over borrowed views: what the manager resolves its registry with,
@@ -99,5 +99,38 @@ pub fn resolve(nodes: &[Node]) -> Plan {
 /// name, dependencies and source into a [`Node`] first (several allocations
 /// per plugin, twice per `load_all_plugins`).
 pub(crate) fn resolve_views(nodes: Vec<NodeView<'_>>) -> Plan {
-    resolver::Resolver::new(nodes).run()
+    resolver::Resolver::new(&nodes).run()
+}
+
+/// What the resolver reads of one plugin: a public [`Node`] or the manager's
+/// borrowed [`NodeView`].
+pub(crate) trait ResolveNode {
+    /// The plugin's registry id.
+    fn id(&self) -> Uuid;
+    /// Its unique name.
+    fn name(&self) -> &str;
+    /// Its version.
+    fn version(&self) -> &Version;
+    /// What it declares to depend on.
+    fn dependencies(&self) -> &[DependencySpec];
+    /// Where it comes from, for ordering duplicates and for error messages.
+    fn source(&self) -> &str;
+}
+
+impl ResolveNode for Node {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> &Version {
+        &self.version
+    }
+    fn dependencies(&self) -> &[DependencySpec] {
+        &self.dependencies
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
 }

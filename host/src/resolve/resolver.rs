@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::graph::{self, CycleWalk, Graph, GraphBuilder};
 use super::plan::{Entry, Plan};
-use super::{NodeView, MAX_CYCLE_NAMES};
+use super::{ResolveNode, MAX_CYCLE_NAMES};
 use crate::{DependencySpec, Error};
 
 /// Who owns a name.
@@ -20,8 +20,8 @@ enum Claim {
 
 /// Working state of one resolution. Nodes are addressed by their index in `nodes`,
 /// which is sorted by name (then version, highest first).
-pub(super) struct Resolver<'a> {
-    nodes: Vec<NodeView<'a>>,
+pub(super) struct Resolver<'a, N: ResolveNode> {
+    nodes: Vec<&'a N>,
     /// Position of each node's id in `nodes`.
     index: HashMap<uuid::Uuid, usize>,
     /// What each declared dependency refers to (`None`: nobody has that name), flat:
@@ -33,19 +33,20 @@ pub(super) struct Resolver<'a> {
     skipped: Vec<Vec<Error>>,
 }
 
-impl<'a> Resolver<'a> {
-    pub(super) fn new(mut sorted: Vec<NodeView<'a>>) -> Self {
+impl<'a, N: ResolveNode> Resolver<'a, N> {
+    pub(super) fn new(input: &'a [N]) -> Self {
+        let mut sorted: Vec<&'a N> = input.iter().collect();
         sorted.sort_unstable_by(|a, b| {
-            a.name
-                .cmp(b.name)
-                .then_with(|| b.version.cmp(a.version))
-                .then_with(|| a.source.cmp(&b.source))
-                .then_with(|| a.id.cmp(&b.id))
+            a.name()
+                .cmp(b.name())
+                .then_with(|| b.version().cmp(a.version()))
+                .then_with(|| a.source().cmp(b.source()))
+                .then_with(|| a.id().cmp(&b.id()))
         });
         let mut index = HashMap::with_capacity(sorted.len());
         let mut nodes = Vec::with_capacity(sorted.len());
         for node in sorted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(node.id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(node.id()) {
                 slot.insert(nodes.len());
                 nodes.push(node);
             }
@@ -79,15 +80,15 @@ impl<'a> Resolver<'a> {
         let mut owners = HashMap::with_capacity(n);
         let mut start = 0;
         while start < n {
-            let name = self.nodes[start].name;
+            let name = self.nodes[start].name();
             let mut end = start + 1;
-            while end < n && self.nodes[end].name == name {
+            while end < n && self.nodes[end].name() == name {
                 end += 1;
             }
             let unique_top = end - start == 1
                 || self.nodes[start]
-                    .version
-                    .cmp_precedence(self.nodes[start + 1].version)
+                    .version()
+                    .cmp_precedence(self.nodes[start + 1].version())
                     == Ordering::Greater;
             if unique_top {
                 owners.insert(name, Claim::Winner(start));
@@ -109,8 +110,8 @@ impl<'a> Resolver<'a> {
 
     fn duplicate(&self, first: usize, second: usize, first_kept: bool) -> Error {
         let describe = |i: usize, verdict: &str| {
-            let node = &self.nodes[i];
-            format!("{} (version {}{verdict})", node.source, node.version)
+            let node = self.nodes[i];
+            format!("{} (version {}{verdict})", node.source(), node.version())
         };
         let (kept, refused) = if first_kept {
             (", kept", ", refused")
@@ -118,7 +119,7 @@ impl<'a> Resolver<'a> {
             ("", "")
         };
         Error::DuplicateName {
-            name: self.nodes[first].name.to_owned(),
+            name: self.nodes[first].name().to_owned(),
             first: describe(first, kept),
             second: describe(second, refused),
         }
@@ -128,7 +129,7 @@ impl<'a> Resolver<'a> {
         for node in &self.nodes {
             self.claims_start.push(self.claims.len());
             self.claims.extend(
-                node.dependencies
+                node.dependencies()
                     .iter()
                     .map(|dep| owners.get(dep.name.as_str()).copied()),
             );
@@ -140,7 +141,7 @@ impl<'a> Resolver<'a> {
     fn deps(&self, v: usize) -> impl Iterator<Item = (&'a DependencySpec, Option<Claim>)> + '_ {
         let claims = &self.claims[self.claims_start[v]..self.claims_start[v + 1]];
         self.nodes[v]
-            .dependencies
+            .dependencies()
             .iter()
             .zip(claims.iter().copied())
     }
@@ -167,11 +168,11 @@ impl<'a> Resolver<'a> {
         let mut names: Vec<String> = walk
             .steps
             .iter()
-            .map(|&v| self.nodes[v].name.to_owned())
+            .map(|&v| self.nodes[v].name().to_owned())
             .collect();
         if walk.omitted > 0 {
             names.push(format!("(+{} more)", walk.omitted));
-            names.push(self.nodes[walk.steps[0]].name.to_owned());
+            names.push(self.nodes[walk.steps[0]].name().to_owned());
         }
         names
     }
@@ -201,18 +202,18 @@ impl<'a> Resolver<'a> {
     /// The first problem with `v`'s required dependencies: its own (missing, conflict)
     /// before a failed dependency, each in declaration order.
     fn check_required(&self, v: usize) -> Option<Error> {
-        let node = &self.nodes[v];
+        let node = self.nodes[v];
         let required = || self.deps(v).filter(|(dep, _)| !dep.optional);
         for (dep, claim) in required() {
             match claim {
                 None => {
                     return Some(Error::MissingDependency {
-                        plugin: node.name.to_owned(),
+                        plugin: node.name().to_owned(),
                         dependency: dep.name.clone(),
                         requirement: dep.requirement.to_string(),
                     })
                 }
-                Some(Claim::Winner(t)) if !dep.requirement.matches(self.nodes[t].version) => {
+                Some(Claim::Winner(t)) if !dep.requirement.matches(self.nodes[t].version()) => {
                     return Some(self.conflict(node, dep, t))
                 }
                 _ => {}
@@ -221,18 +222,18 @@ impl<'a> Resolver<'a> {
         required().find_map(|(dep, claim)| match claim {
             Some(Claim::Winner(t)) if self.blocked[t].is_none() => None,
             _ => Some(Error::DependencyFailed {
-                plugin: node.name.to_owned(),
+                plugin: node.name().to_owned(),
                 dependency: dep.name.clone(),
             }),
         })
     }
 
-    fn conflict(&self, node: &NodeView<'a>, dep: &DependencySpec, found: usize) -> Error {
+    fn conflict(&self, node: &N, dep: &DependencySpec, found: usize) -> Error {
         Error::VersionConflict {
-            plugin: node.name.to_owned(),
+            plugin: node.name().to_owned(),
             dependency: dep.name.clone(),
             requirement: dep.requirement.to_string(),
-            found: self.nodes[found].version.to_string(),
+            found: self.nodes[found].version().to_string(),
         }
     }
 
@@ -265,9 +266,9 @@ impl<'a> Resolver<'a> {
         dep: &DependencySpec,
         claim: Option<Claim>,
     ) -> Result<Option<usize>, Error> {
-        let node = &self.nodes[v];
+        let node = self.nodes[v];
         let failed = || Error::DependencyFailed {
-            plugin: node.name.to_owned(),
+            plugin: node.name().to_owned(),
             dependency: dep.name.clone(),
         };
         match claim {
@@ -276,11 +277,11 @@ impl<'a> Resolver<'a> {
             Some(Claim::Winner(t)) => {
                 if !dep.optional {
                     Ok(Some(t))
-                } else if !dep.requirement.matches(self.nodes[t].version) {
+                } else if !dep.requirement.matches(self.nodes[t].version()) {
                     Err(self.conflict(node, dep, t))
                 } else if t == v {
                     Err(Error::DependencyCycle {
-                        cycle: vec![node.name.to_owned(), node.name.to_owned()],
+                        cycle: vec![node.name().to_owned(), node.name().to_owned()],
                     })
                 } else if self.blocked[t].is_some() {
                     Err(failed())
@@ -327,16 +328,16 @@ impl<'a> Resolver<'a> {
 
     fn into_plan(self, full: &Graph, waves: Vec<Vec<usize>>, startable: &[bool]) -> Plan {
         let n = self.nodes.len();
-        let id = |v: usize| self.nodes[v].id;
+        let id = |v: usize| self.nodes[v].id();
         let dependents = full.reversed();
         let mut entries: Vec<Entry> = self
             .nodes
             .iter()
             .enumerate()
             .map(|(v, node)| Entry {
-                id: node.id,
-                name: node.name.to_owned(),
-                source: node.source.clone().into_owned(),
+                id: node.id(),
+                name: node.name().to_owned(),
+                source: node.source().to_owned(),
                 wave: None,
                 dependents: dependents.successors(v).iter().map(|&d| id(d)).collect(),
             })
@@ -357,10 +358,10 @@ impl<'a> Resolver<'a> {
         let mut skipped_optional = HashMap::new();
         for (v, (reason, skipped)) in self.blocked.into_iter().zip(self.skipped).enumerate() {
             if let Some(reason) = reason {
-                blocked.insert(self.nodes[v].id, reason);
+                blocked.insert(self.nodes[v].id(), reason);
             }
             if !skipped.is_empty() {
-                skipped_optional.insert(self.nodes[v].id, skipped);
+                skipped_optional.insert(self.nodes[v].id(), skipped);
             }
         }
         Plan {

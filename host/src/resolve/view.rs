@@ -1,4 +1,4 @@
-//! The resolver's borrowed view of one plugin: what it reads of a [`Node`] or of
+//! The resolver's borrowed view of one plugin: what it reads of a [`Node`](super::Node) or of
 //! a registered plugin's [`PluginInfo`], without copying it.
 
 use std::borrow::Cow;
@@ -6,10 +6,10 @@ use std::borrow::Cow;
 use semver::Version;
 use uuid::Uuid;
 
-use super::Node;
+use super::ResolveNode;
 use crate::{DependencySpec, PluginInfo, PluginSource};
 
-/// One plugin as the resolver reads it: a [`Node`]'s fields, borrowed.
+/// One plugin as the resolver reads it: a [`Node`](super::Node)'s fields, borrowed.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeView<'a> {
     pub(crate) id: Uuid,
@@ -22,7 +22,7 @@ pub(crate) struct NodeView<'a> {
 }
 
 impl<'a> NodeView<'a> {
-    /// The view of a registered plugin's metadata (what [`Node::from_info`]
+    /// The view of a registered plugin's metadata (what [`Node::from_info`](super::Node::from_info)
     /// would copy).
     pub(crate) fn of_info(id: Uuid, info: &'a PluginInfo) -> Self {
         let source = match &info.source {
@@ -38,16 +38,23 @@ impl<'a> NodeView<'a> {
             source,
         }
     }
+}
 
-    /// The view of a caller's [`Node`] (the public [`super::resolve`]).
-    pub(super) fn of_node(node: &'a Node) -> Self {
-        Self {
-            id: node.id,
-            name: &node.name,
-            version: &node.version,
-            dependencies: &node.dependencies,
-            source: Cow::Borrowed(&node.source),
-        }
+impl ResolveNode for NodeView<'_> {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn version(&self) -> &Version {
+        self.version
+    }
+    fn dependencies(&self) -> &[DependencySpec] {
+        self.dependencies
+    }
+    fn source(&self) -> &str {
+        &self.source
     }
 }
 
@@ -71,7 +78,7 @@ mod tests {
 
     /// The manager resolves borrowed views of its plugins' metadata
     /// ([`NodeView::of_info`]); that must plan exactly what [`resolve`] plans for
-    /// copies of the same metadata ([`Node::from_info`]), sources included: they break
+    /// copies of the same metadata ([`Node::from_info`](super::Node::from_info)), sources included: they break
     /// ties between duplicates and name the files in errors.
     #[test]
     fn views_of_plugin_metadata_plan_like_copies_of_it() {

@@ -10,15 +10,15 @@ use super::ResolveNode;
 use crate::{DependencySpec, PluginInfo, PluginSource};
 
 /// One plugin as the resolver reads it: a [`Node`](super::Node)'s fields, borrowed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct NodeView<'a> {
-    pub(crate) id: Uuid,
-    pub(crate) name: &'a str,
-    pub(crate) version: &'a Version,
-    pub(crate) dependencies: &'a [DependencySpec],
+    id: Uuid,
+    name: &'a str,
+    version: &'a Version,
+    dependencies: &'a [DependencySpec],
     /// [`crate::PluginSource`]'s display text: borrowed unless a library path
     /// is not valid UTF-8.
-    pub(crate) source: Cow<'a, str>,
+    source: Cow<'a, str>,
 }
 
 impl<'a> NodeView<'a> {
